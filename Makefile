@@ -1,0 +1,70 @@
+# The two commands of the README, and the rest of the project's chores.
+# Everything runs from a virtual environment in .venv made from pinned versions (constraints.txt).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+WORKERS ?= 2
+CACHE := .cache
+WHEEL_DIR := $(CACHE)/wheels
+DUMP := $(CACHE)/enwiki-sample.xml.bz2
+CORPUS := $(CACHE)/enwiki-sample.txt
+MODEL := models/default
+TRAIN_FLAGS ?= --epochs 5
+
+.PHONY: serve test train corpus docker-test bench-train bench-serve clean
+
+## make serve: environment, default corpus, default model (trained once), then gunicorn on $(PORT)
+serve: $(VENV)/.train $(MODEL)/meta.json
+	@echo
+	@echo "Serving $(MODEL) on http://127.0.0.1:$(PORT). Try:"
+	@echo "  curl 'http://127.0.0.1:$(PORT)/similar?word=king&k=5'"
+	@echo "  curl 'http://127.0.0.1:$(PORT)/similar?positive=king,woman&negative=man&k=5'"
+	@echo "  curl 'http://127.0.0.1:$(PORT)/vector?word=music'"
+	@echo "  curl 'http://127.0.0.1:$(PORT)/context-probs?word=music&k=5'"
+	@echo
+	MODEL_DIR=$(MODEL) PORT=$(PORT) WEB_CONCURRENCY=$(WORKERS) \
+		$(VENV)/bin/gunicorn -c service/gunicorn.conf.py 'service:create_app()'
+
+## make test: environment with the test extras, then the whole suite
+test: $(VENV)/.test
+	$(PY) -m pytest -q
+
+train: $(MODEL)/meta.json
+
+corpus: $(CORPUS)
+
+$(MODEL)/meta.json: $(CORPUS) | $(VENV)/.train
+	$(PY) -m trainer train $(CORPUS) --out $(MODEL) $(TRAIN_FLAGS)
+
+# The default corpus: the English Wikipedia sample that the gensim wheel on PyPI carries, cleaned by
+# the trainer's own dump cleaner. Only the wheel is downloaded; gensim is never installed for this.
+$(DUMP): | $(VENV)/.base
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest $(WHEEL_DIR) gensim==4.4.0
+	$(PY) scripts/extract_wheel_member.py $(WHEEL_DIR) \
+		gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2 $@
+
+$(CORPUS): $(DUMP) | $(VENV)/.train
+	$(PY) -m trainer corpus wiki $(DUMP) $@
+
+$(VENV)/.base:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	touch $@
+
+$(VENV)/.%: pyproject.toml constraints.txt | $(VENV)/.base
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[$*]'
+	touch $@
+
+docker-test:
+	bash scripts/docker-test.sh
+
+bench-train: $(VENV)/.bench
+	$(PY) bench/train_vs_gensim.py --corpus $(CORPUS)
+
+bench-serve: $(VENV)/.bench
+	$(PY) bench/serve_load.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) build *.egg-info

@@ -1,0 +1,121 @@
+"""The numba kernels against the numpy reference of trainer/objectives.py: same inputs, same update."""
+import numpy as np
+import pytest
+
+from trainer import kernels, objectives
+
+
+def _params(vocab_size=12, dim=7, seed=0):
+    rng = np.random.default_rng(seed)
+    w_in = rng.normal(scale=0.5, size=(vocab_size, dim)).astype(np.float32)
+    w_out = rng.normal(scale=0.5, size=(vocab_size, dim)).astype(np.float32)
+    return w_in, w_out
+
+
+def _reference_step(center, contexts, w_in, w_out, alpha, objective, negatives=None):
+    loss, grad_in, grad_out = objectives.skipgram(center, contexts, w_in.astype(np.float64),
+                                                  w_out.astype(np.float64), objective, negatives)
+    return loss, w_in - alpha * grad_in, w_out - alpha * grad_out
+
+
+@pytest.mark.parametrize("contexts, negatives", [
+    ([3], [5, 6, 7]),                      # a window of one
+    ([1, 2, 3, 4], [5, 6, 7, 8, 9]),       # a full window
+    ([1, 2, 2, 4], [5, 5, 7]),             # a repeated context word and a negative drawn twice
+    ([1, 2, 3], [2, 9, 10]),               # a negative equal to a context word
+])
+def test_sgns_update_equals_reference(contexts, negatives):
+    w_in, w_out = _params()
+    center, alpha = 0, 0.05
+    loss, want_in, want_out = _reference_step(center, contexts, w_in, w_out, alpha,
+                                              objectives.neg_sampling_loss_and_gradient,
+                                              np.array(negatives))
+    ctx = np.array(contexts + [0, 0], dtype=np.int32)  # padding past n_contexts must be ignored
+    neg = np.array(negatives, dtype=np.int32)
+    coef = np.empty(len(ctx) + len(neg), np.float32)
+    got = kernels.sgns_update(center, ctx, len(contexts), neg, w_in, w_out, np.float32(alpha), coef,
+                              np.empty(w_in.shape[1], np.float32))
+    assert got == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("contexts", [[3], [1, 2, 3, 4], [1, 1, 5], [0, 2]])
+def test_naive_softmax_update_equals_reference(contexts):
+    w_in, w_out = _params(seed=1)
+    center, alpha = 0, 0.1
+    loss, want_in, want_out = _reference_step(center, contexts, w_in, w_out, alpha,
+                                              objectives.naive_softmax_loss_and_gradient)
+    got = kernels.naive_softmax_update(center, np.array(contexts, np.int32), len(contexts), w_in, w_out,
+                                       alpha, np.empty(w_out.shape[0]), np.empty(w_in.shape[1], np.float32))
+    assert got == pytest.approx(loss, rel=1e-6)
+    np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
+
+
+def test_naive_softmax_update_is_stable_for_large_logits():
+    w_in, w_out = _params(seed=2)
+    w_in *= 300.0
+    w_out *= 300.0
+    loss = kernels.naive_softmax_update(0, np.array([1, 2], np.int32), 2, w_in, w_out, 0.01,
+                                        np.empty(w_out.shape[0]), np.empty(w_in.shape[1], np.float32))
+    assert np.isfinite(loss) and np.isfinite(w_in).all() and np.isfinite(w_out).all()
+
+
+def _job_inputs(vocab_size=50, n_tokens=3000, seed=3):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab_size, n_tokens).astype(np.int32)
+    starts = np.array([0, 1000, 1001, 2500, n_tokens], dtype=np.int64)
+    keep = np.full(vocab_size, 0.8, np.float32)
+    accept = np.ones(vocab_size, np.float32)
+    alias = np.arange(vocab_size, dtype=np.int32)
+    return tokens, starts, keep, accept, alias
+
+
+def test_sgns_job_is_reproducible_for_a_seed_and_differs_across_seeds():
+    tokens, starts, keep, accept, alias = _job_inputs()
+    results = []
+    for seed in (7, 7, 8):
+        w_in, w_out = _params(vocab_size=50, dim=8)
+        loss, pairs = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 5, 5, 0.025,
+                                       0.02, seed)
+        results.append((loss, pairs, w_in, w_out))
+    assert results[0][:2] == results[1][:2]
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+    np.testing.assert_array_equal(results[0][3], results[1][3])
+    assert not np.array_equal(results[0][2], results[2][2])
+
+
+def test_sgns_job_counts_pairs_within_sentences_only():
+    # No subsampling, window 1: each kept word pairs with its neighbours inside its own sentence.
+    tokens, starts, _, accept, alias = _job_inputs()
+    keep = np.ones(50, np.float32)
+    w_in, w_out = _params(vocab_size=50, dim=8)
+    _, pairs = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 3, 0.025, 0.02, 1)
+    lengths = np.diff(starts)
+    assert pairs == int(sum(2 * (n - 1) for n in lengths if n > 1))
+
+
+def test_subsampling_drops_words_with_low_keep_probability():
+    tokens, starts, _, accept, alias = _job_inputs()
+    keep = np.ones(50, np.float32)
+    keep[:25] = 0.0  # half the vocabulary never survives
+    w_in, w_out = _params(vocab_size=50, dim=8)
+    before = w_in.copy()
+    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 2, 3, 0.025, 0.02, 1)
+    np.testing.assert_array_equal(w_in[:25], before[:25])  # never a centre word
+    assert not np.array_equal(w_in[25:], before[25:])
+
+
+def test_negatives_follow_the_alias_table():
+    # An alias table that always redirects to word 0: only row 0 of w_out moves besides the contexts.
+    tokens = np.array([10, 11], dtype=np.int32)
+    starts = np.array([0, 2], dtype=np.int64)
+    keep = np.ones(20, np.float32)
+    accept = np.zeros(20, np.float32)
+    alias = np.zeros(20, np.int32)
+    w_in, w_out = _params(vocab_size=20, dim=4)
+    before = w_out.copy()
+    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 4, 0.1, 0.1, 5)
+    moved = np.flatnonzero(np.any(w_out != before, axis=1))
+    assert set(moved) == {0, 10, 11}

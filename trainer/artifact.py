@@ -1,0 +1,434 @@
+"""The model folder format: the only code that knows the file names inside a model folder.
+
+A model folder holds
+  input_vectors.npy   float32 (V, N): W_input, the centre-word vectors v_w (the embeddings)
+  output_vectors.npy  float32 (V, N): W_output, the context-word vectors u_w, same row order (absent for
+                      vectors imported from word2vec files, which carry only input vectors)
+  vocab.tsv           one "word<TAB>count" line per row, most frequent first
+  meta.json           format name and version, shapes, objective, training config, corpus statistics,
+                      and the size and SHA-256 of every other file
+Saving is atomic: the folder is written as a temporary sibling, fsynced and swapped in with one rename,
+so a reader sees the old model or the new one, never a mix. Loading memory-maps the arrays (workers of a
+server share the pages) and verifies everything but the checksums, which `verify` adds.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "skipgram-model"
+FORMAT_VERSION = 1
+INPUT_FILE = "input_vectors.npy"
+OUTPUT_FILE = "output_vectors.npy"
+VOCAB_FILE = "vocab.tsv"
+META_FILE = "meta.json"
+
+
+class ModelError(Exception):
+    """A model folder that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A loaded model folder. Arrays are read-only memory maps unless loaded with mmap=False."""
+
+    path: Path
+    words: tuple[str, ...]
+    counts: np.ndarray  # int64 (V,)
+    input_vectors: np.ndarray  # float32 (V, N)
+    output_vectors: np.ndarray | None  # float32 (V, N), or None for imported vectors
+    meta: dict = field(repr=False)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """word -> row."""
+        return {word: row for row, word in enumerate(self.words)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @property
+    def dim(self) -> int:
+        return int(self.input_vectors.shape[1])
+
+    @property
+    def objective(self) -> str | None:
+        """'negative-sampling', 'naive-softmax', or None when the vectors were imported."""
+        return self.meta.get("objective")
+
+
+def index_path(model_dir: str | os.PathLike, kind: str) -> Path:
+    """Where a prebuilt search index of the given kind (e.g. 'hnsw') lives inside a model folder."""
+    return Path(model_dir) / f"index.{kind}.faiss"
+
+
+# ----------------------------------------------------------------------------------------------- saving
+
+def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=None,
+         meta: dict | None = None) -> Path:
+    """Write a model folder atomically, replacing any folder of the same name only when complete.
+
+    words: V distinct strings with no tab or newline; counts: (V,) non-negative integers;
+    input_vectors, output_vectors: (V, N) finite arrays, stored as float32. `meta` is merged into meta.json.
+    On any failure the temporary folder is removed and an existing model at `path` is untouched.
+    """
+    path = Path(path)
+    words, counts, arrays = _checked_contents(words, counts, input_vectors, output_vectors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        files = {name: _write_npy(tmp / name, array) for name, array in arrays.items()}
+        files[VOCAB_FILE] = _write_bytes(tmp / VOCAB_FILE, _vocab_bytes(words, counts))
+        full_meta = dict(meta or {})
+        full_meta.update(
+            format=FORMAT_NAME, format_version=FORMAT_VERSION, vocab_size=len(words),
+            dim=int(arrays[INPUT_FILE].shape[1]), has_output_vectors=OUTPUT_FILE in arrays,
+            saved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=files)
+        _write_bytes(tmp / META_FILE, json.dumps(full_meta, indent=2, sort_keys=True).encode() + b"\n")
+        _fsync_dir(tmp)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _checked_contents(words, counts, input_vectors, output_vectors):
+    words = tuple(str(w) for w in words)
+    counts = np.asarray(counts, dtype=np.int64)
+    if not words:
+        raise ModelError("cannot save an empty vocabulary")
+    if counts.shape != (len(words),) or (counts < 0).any():
+        raise ModelError(f"counts must be {len(words)} non-negative integers, got shape {counts.shape}")
+    bad = [w for w in words if not w or any(c in w for c in "\t\n\r")]
+    if bad:
+        raise ModelError(f"words must be non-empty and free of tabs and newlines: {bad[0]!r}")
+    if len(set(words)) != len(words):
+        raise ModelError("words must be distinct")
+    arrays = {INPUT_FILE: input_vectors}
+    if output_vectors is not None:
+        arrays[OUTPUT_FILE] = output_vectors
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != len(words) or array.shape[1] < 1:
+            raise ModelError(f"{name}: expected shape ({len(words)}, N), got {array.shape}")
+        if not np.isfinite(array).all():
+            raise ModelError(f"{name}: contains NaN or infinite values")
+        arrays[name] = array
+    if len(arrays) == 2 and arrays[OUTPUT_FILE].shape != arrays[INPUT_FILE].shape:
+        raise ModelError("input and output vectors must have the same shape")
+    return words, counts, arrays
+
+
+def _vocab_bytes(words, counts) -> bytes:
+    return "".join(f"{w}\t{c}\n" for w, c in zip(words, counts.tolist())).encode("utf-8")
+
+
+def _write_npy(target: Path, array: np.ndarray) -> dict:
+    with open(target, "wb") as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return _file_record(target)
+
+
+def _write_bytes(target: Path, data: bytes) -> dict:
+    with open(target, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return _file_record(target)
+
+
+def _file_record(target: Path) -> dict:
+    return {"bytes": target.stat().st_size, "sha256": _sha256(target)}
+
+
+def _sha256(target: Path) -> str:
+    digest = hashlib.sha256()
+    with open(target, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Move the finished folder `tmp` to `path`: one rename, or an atomic exchange when `path` exists."""
+    if not path.exists():
+        os.rename(tmp, path)
+    elif _rename_exchange(tmp, path):
+        shutil.rmtree(tmp)  # tmp now holds the previous model
+    else:  # no renameat2: the old folder is parked beside the new one for the instant between renames
+        parked = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        os.rename(path, parked / "model")
+        os.rename(tmp, path)
+        shutil.rmtree(parked)
+    _fsync_dir(path.parent)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def load(path: str | os.PathLike, *, mmap: bool = True, verify_checksums: bool = False) -> Model:
+    """Read and check a model folder; raise ModelError naming the file and the problem.
+
+    Checks: every file present with the size meta.json records, known format version, vocabulary
+    well-formed and of the recorded size, arrays float32 of shape (V, dim), all values finite;
+    with verify_checksums also the SHA-256 of every file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: model folder not found")
+    meta = _read_meta(path)
+    files = meta["files"]
+    for name, record in files.items():
+        _check_file(path / name, record, verify_checksums)
+    words, counts = _read_vocab(path / VOCAB_FILE, meta["vocab_size"])
+    shape = (meta["vocab_size"], meta["dim"])
+    input_vectors = _read_array(path / INPUT_FILE, shape, mmap)
+    output_vectors = _read_array(path / OUTPUT_FILE, shape, mmap) if OUTPUT_FILE in files else None
+    return Model(path, words, counts, input_vectors, output_vectors, meta)
+
+
+def verify(path: str | os.PathLike, *, checksums: bool = True) -> Model:
+    """load() with checksums on by default: the full check `python -m trainer verify` runs."""
+    return load(path, verify_checksums=checksums)
+
+
+def _read_meta(path: Path) -> dict:
+    meta_path = path / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{meta_path}: missing (not a model folder, or an incomplete one)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{meta_path}: unreadable or not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ModelError(f"{meta_path}: not a {FORMAT_NAME} meta file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{meta_path}: unknown format version {meta.get('format_version')!r} "
+                         f"(this code reads version {FORMAT_VERSION})")
+    for key in ("vocab_size", "dim"):
+        if not isinstance(meta.get(key), int) or meta[key] < 1:
+            raise ModelError(f"{meta_path}: '{key}' must be a positive integer")
+    files = meta.get("files")
+    expected = {INPUT_FILE, VOCAB_FILE} | ({OUTPUT_FILE} if meta.get("has_output_vectors") else set())
+    if not isinstance(files, dict) or not expected <= set(files) or not set(files) <= expected | {OUTPUT_FILE}:
+        raise ModelError(f"{meta_path}: 'files' must list {sorted(expected)}")
+    return meta
+
+
+def _check_file(target: Path, record: dict, verify_checksum: bool) -> None:
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        raise ModelError(f"{target}: missing") from None
+    if size != record.get("bytes"):
+        raise ModelError(f"{target}: {size} bytes, meta.json records {record.get('bytes')} "
+                         "(truncated or replaced)")
+    if verify_checksum and _sha256(target) != record.get("sha256"):
+        raise ModelError(f"{target}: checksum mismatch (file corrupted)")
+
+
+def _read_vocab(target: Path, vocab_size: int) -> tuple[tuple[str, ...], np.ndarray]:
+    try:
+        lines = target.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{target}: unreadable ({exc})") from None
+    if len(lines) != vocab_size:
+        raise ModelError(f"{target}: {len(lines)} words, meta.json records {vocab_size}")
+    words, counts = [], []
+    for number, line in enumerate(lines, 1):
+        word, tab, count = line.partition("\t")
+        if not word or not tab or not count.isdigit():
+            raise ModelError(f"{target}: line {number} is not 'word<TAB>count'")
+        words.append(word)
+        counts.append(int(count))
+    if len(set(words)) != len(words):
+        raise ModelError(f"{target}: duplicate words")
+    return tuple(words), np.asarray(counts, dtype=np.int64)
+
+
+def _read_array(target: Path, shape: tuple[int, int], mmap: bool) -> np.ndarray:
+    try:
+        array = np.load(target, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelError(f"{target}: not a readable .npy array ({exc})") from None
+    if array.dtype != np.float32 or array.shape != shape:
+        raise ModelError(f"{target}: expected float32 {shape}, found {array.dtype} {array.shape}")
+    finite_rows = np.isfinite(array).all(axis=1)
+    if not finite_rows.all():
+        row = int(np.flatnonzero(~finite_rows)[0])
+        raise ModelError(f"{target}: row {row} holds NaN or infinite values "
+                         f"({int((~finite_rows).sum())} such rows)")
+    return array
+
+
+# ------------------------------------------------------------------------ word2vec text and binary files
+
+def export_word2vec(model: Model, out: str | os.PathLike, *, binary: bool | None = None) -> Path:
+    """Write the input vectors in the word2vec C tool's format: a "V N" header line, then one word and its
+    N numbers per line (text), or the word, a space and N little-endian float32 (binary). `binary`
+    defaults to True for a .bin suffix. Written to a temporary sibling, then renamed into place."""
+    out = Path(out)
+    binary = out.suffix == ".bin" if binary is None else binary
+    vectors = model.input_vectors
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(f"{model.vocab_size} {model.dim}\n".encode())
+            for word, row in zip(model.words, vectors):
+                if binary:
+                    f.write(word.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
+                else:
+                    f.write((word + " " + " ".join(f"{x:.7g}" for x in row.tolist()) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def import_word2vec(source: str | os.PathLike, model_dir: str | os.PathLike, *,
+                    binary: bool | None = None) -> Path:
+    """Turn a word2vec text or binary vectors file into a model folder without output vectors.
+
+    Word counts are unknown in such files: they are recorded as 0 and the file's row order (by convention
+    most frequent first) is kept."""
+    source = Path(source)
+    binary = source.suffix == ".bin" if binary is None else binary
+    try:
+        with open(source, "rb") as f:
+            header = f.readline().split()
+            if len(header) != 2 or not all(h.isdigit() for h in header) or int(header[0]) < 1:
+                raise ModelError(f"{source}: first line must be 'VOCAB_SIZE DIM' (word2vec format)")
+            size, dim = int(header[0]), int(header[1])
+            read_row = _read_binary_row if binary else _read_text_row
+            vectors = np.empty((size, dim), dtype=np.float32)
+            words = [read_row(f, dim, vectors[row], source, row) for row in range(size)]
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    meta = {"objective": None, "source": {"imported_from": str(source),
+                                         "format": "word2vec-binary" if binary else "word2vec-text"}}
+    return save(model_dir, words, np.zeros(size, dtype=np.int64), vectors, None, meta)
+
+
+def _read_text_row(f, dim: int, out: np.ndarray, source: Path, row: int) -> str:
+    parts = f.readline().rstrip(b"\r\n").split(b" ")
+    if len(parts) != dim + 1:
+        raise ModelError(f"{source}: row {row + 1} has {len(parts) - 1} numbers, header says {dim}")
+    try:
+        out[:] = np.asarray(parts[1:], dtype=np.float32)
+    except ValueError:
+        raise ModelError(f"{source}: row {row + 1} holds something that is not a number") from None
+    return _decode_word(parts[0], source, row)
+
+
+def _read_binary_row(f, dim: int, out: np.ndarray, source: Path, row: int) -> str:
+    word = bytearray()
+    while (ch := f.read(1)) != b" ":
+        if not ch:
+            raise ModelError(f"{source}: ends at row {row + 1} of the count its header gives (truncated)")
+        if ch != b"\n" or word:
+            word += ch
+    data = f.read(4 * dim)
+    if len(data) != 4 * dim:
+        raise ModelError(f"{source}: ends inside row {row + 1} (truncated)")
+    out[:] = np.frombuffer(data, dtype="<f4")
+    return _decode_word(bytes(word), source, row)
+
+
+def _decode_word(raw: bytes, source: Path, row: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{source}: row {row + 1}: word is not valid UTF-8") from None
+
+
+# ------------------------------------------------------------------------------------ command line
+
+def add_export_arguments(parser) -> None:
+    parser.add_argument("model", help="model folder")
+    parser.add_argument("out", help="output file: .bin for binary, anything else for text")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--binary", dest="binary", action="store_true", default=None, help="force binary")
+    form.add_argument("--text", dest="binary", action="store_false", help="force text")
+
+
+def run_export(args) -> int:
+    return _reporting_errors(lambda: print(f"wrote {export_word2vec(load(args.model), args.out, binary=args.binary)}"))
+
+
+def add_import_arguments(parser) -> None:
+    parser.add_argument("vectors", help="word2vec vectors file (.bin binary, anything else text)")
+    parser.add_argument("model", help="model folder to write (replaced atomically if it exists)")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--binary", dest="binary", action="store_true", default=None, help="force binary")
+    form.add_argument("--text", dest="binary", action="store_false", help="force text")
+
+
+def run_import(args) -> int:
+    return _reporting_errors(lambda: print(f"wrote {import_word2vec(args.vectors, args.model, binary=args.binary)}"))
+
+
+def add_verify_arguments(parser) -> None:
+    parser.add_argument("model", help="model folder")
+    parser.add_argument("--no-checksums", dest="checksums", action="store_false",
+                        help="skip the SHA-256 comparison (sizes, shapes and values are still checked)")
+
+
+def run_verify(args) -> int:
+    def check():
+        model = verify(args.model, checksums=args.checksums)
+        print(f"ok: {model.path}: {model.vocab_size} words x {model.dim} dimensions, "
+              f"objective {model.objective or 'none (imported)'}, "
+              f"output vectors {'present' if model.output_vectors is not None else 'absent'}, "
+              f"checksums {'verified' if args.checksums else 'not checked'}")
+    return _reporting_errors(check)
+
+
+def _reporting_errors(action) -> int:
+    import sys
+    try:
+        action()
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,235 @@
+"""Numba kernels for skip-gram training: pure functions of arrays and scalars, compiled once and cached.
+
+Conventions shared by every kernel:
+  w_in   float32 (V, N)  W_input, row v_w is word w as centre word (updated in place)
+  w_out  float32 (V, N)  W_output, row u_w is word w as context word (updated in place)
+  tokens int32 (T,)      word ids of one job's stretch of the corpus
+  starts int64 (S+1,)    sentence s of the job is tokens[starts[s]:starts[s+1]]
+  keep   float32 (V,)    subsampling keep probability of each word
+  accept float32 (V,), alias int32 (V,)  Walker alias table of the noise distribution (count^0.75)
+Every update is the exact gradient step of the window loss of trainer/objectives.py: all scores of a
+window are computed from the parameters as they were before the window's update, then applied.
+Kernels release the GIL (nogil) so that several Python threads train at once, lock-free (Hogwild).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_MULT = np.uint64(0x2545F4914F6CDD1D)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _next_random(state):
+    """xorshift64*: advances state (uint64 (1,)) and returns 64 random bits."""
+    x = state[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    state[0] = x
+    return x * _MULT
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _uniform(state):
+    """A float64 uniform on [0, 1)."""
+    return (_next_random(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _below(state, n):
+    """An integer uniform on [0, n) (n < 2**32)."""
+    return np.int64(((_next_random(state) >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(nogil=True, cache=True)
+def seed_state(seed):
+    """uint64 (1,) generator state from any integer seed (splitmix64 scramble; never zero)."""
+    z = np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    state = np.empty(1, dtype=np.uint64)
+    state[0] = z if z != np.uint64(0) else np.uint64(1)
+    return state
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _log_sigmoid(x):
+    """log s(x), stable for large |x| (float64)."""
+    if x >= 0.0:
+        return -math.log1p(math.exp(-x))
+    return x - math.log1p(math.exp(x))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _dot(a, b):
+    s = np.float32(0.0)
+    for i in range(a.shape[0]):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def sgns_update(center, contexts, n_contexts, negatives, w_in, w_out, alpha, coef, grad_v):
+    """One negative-sampling step for a centre word and its window, with K negatives shared by the window.
+
+    contexts int32 (>= n_contexts,), negatives int32 (K,); coef float32 (n_contexts + K,) and
+    grad_v float32 (N,) are scratch. The window loss is
+        J = sum_j [ -log s(u_oj . v_c) - sum_k log s(-u_k . v_c) ]
+    and the step is v_c -= alpha dJ/dv_c, u_w -= alpha dJ/du_w, all gradients taken before any update.
+    Returns J (float64).
+    """
+    v = w_in[center]
+    n_neg = negatives.shape[0]
+    loss = 0.0
+    for j in range(n_contexts):
+        f = np.float64(_dot(w_out[contexts[j]], v))
+        coef[j] = alpha * (1.0 - _sigmoid(f))
+        loss -= _log_sigmoid(f)
+    for k in range(n_neg):
+        f = np.float64(_dot(w_out[negatives[k]], v))
+        coef[n_contexts + k] = -alpha * n_contexts * _sigmoid(f)
+        loss -= n_contexts * _log_sigmoid(-f)
+    grad_v[:] = 0.0
+    for j in range(n_contexts + n_neg):
+        u = w_out[contexts[j]] if j < n_contexts else w_out[negatives[j - n_contexts]]
+        g = coef[j]
+        for i in range(v.shape[0]):
+            grad_v[i] += g * u[i]
+    for j in range(n_contexts + n_neg):
+        u = w_out[contexts[j]] if j < n_contexts else w_out[negatives[j - n_contexts]]
+        g = coef[j]
+        for i in range(v.shape[0]):
+            u[i] += g * v[i]
+    for i in range(v.shape[0]):
+        v[i] += grad_v[i]
+    return loss
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def naive_softmax_update(center, contexts, n_contexts, w_in, w_out, alpha, probs, grad_v):
+    """One exact-softmax step for a centre word and its window.
+
+    probs float64 (V,) and grad_v float32 (N,) are scratch. With y_hat = softmax(U v_c) the window loss
+    is J = sum_j -log y_hat[o_j]; dJ/dv_c = U^T (m y_hat - c), dJ/dU = (m y_hat - c) v_c^T, where m is
+    the number of context words and c counts each word among them. Cost O(V N). Returns J (float64).
+    """
+    v = w_in[center]
+    n_words = w_out.shape[0]
+    top = -np.inf
+    for w in range(n_words):
+        probs[w] = _dot(w_out[w], v)  # the logits z = U v_c, for now
+        top = max(top, probs[w])
+    total = 0.0
+    for w in range(n_words):
+        total += math.exp(probs[w] - top)
+    log_total = math.log(total) + top  # log sum_w exp(z_w)
+    loss = 0.0
+    for j in range(n_contexts):
+        loss += log_total - probs[contexts[j]]
+    for w in range(n_words):
+        probs[w] = n_contexts * math.exp(probs[w] - log_total)  # m y_hat
+    for j in range(n_contexts):
+        probs[contexts[j]] -= 1.0  # m y_hat - c
+    grad_v[:] = 0.0
+    for w in range(n_words):
+        g = np.float32(-alpha * probs[w])
+        u = w_out[w]
+        for i in range(v.shape[0]):
+            grad_v[i] += g * u[i]
+            u[i] += g * v[i]
+    for i in range(v.shape[0]):
+        v[i] += grad_v[i]
+    return loss
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _subsample(tokens, lo, hi, keep, state, kept):
+    """Copy the words of tokens[lo:hi] that survive subsampling into kept; returns how many."""
+    n = 0
+    for p in range(lo, hi):
+        w = tokens[p]
+        if keep[w] >= 1.0 or _uniform(state) < keep[w]:
+            kept[n] = w
+            n += 1
+    return n
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gather_window(kept, n_kept, i, window, state, contexts):
+    """Context words of position i under a window drawn uniformly from 1..window; returns how many."""
+    reach = window - _below(state, window)
+    m = 0
+    for p in range(max(0, i - reach), min(n_kept, i + reach + 1)):
+        if p != i:
+            contexts[m] = kept[p]
+            m += 1
+    return m
+
+
+@njit(nogil=True, cache=True)
+def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative, alpha_lo, alpha_hi,
+             seed):
+    """Train negative sampling over one job's sentences. The learning rate falls linearly from alpha_lo
+    at the job's first word to alpha_hi at its last. Returns (summed loss float64, centre-context pairs trained)."""
+    state = seed_state(seed)
+    longest = 0
+    for s in range(starts.shape[0] - 1):
+        longest = max(longest, starts[s + 1] - starts[s])
+    kept = np.empty(longest, dtype=np.int32)
+    contexts = np.empty(2 * window, dtype=np.int32)
+    negatives = np.empty(negative, dtype=np.int32)
+    coef = np.empty(2 * window + negative, dtype=np.float32)
+    grad_v = np.empty(w_in.shape[1], dtype=np.float32)
+    n_words, n_vocab = tokens.shape[0], accept.shape[0]
+    loss, pairs = 0.0, 0
+    for s in range(starts.shape[0] - 1):
+        n_kept = _subsample(tokens, starts[s], starts[s + 1], keep, state, kept)
+        alpha = np.float32(alpha_lo + (alpha_hi - alpha_lo) * starts[s] / max(1, n_words))
+        for i in range(n_kept):
+            m = _gather_window(kept, n_kept, i, window, state, contexts)
+            if m == 0:
+                continue
+            for k in range(negative):
+                r = _below(state, n_vocab)
+                negatives[k] = r if _uniform(state) < accept[r] else alias[r]
+            loss += sgns_update(kept[i], contexts, m, negatives, w_in, w_out, alpha, coef, grad_v)
+            pairs += m
+    return loss, pairs
+
+
+@njit(nogil=True, cache=True)
+def naive_softmax_job(tokens, starts, w_in, w_out, keep, window, alpha_lo, alpha_hi, seed):
+    """Train the exact softmax over one job's sentences (same sampling and schedule as sgns_job).
+    Returns (summed loss float64, centre-context pairs trained)."""
+    state = seed_state(seed)
+    longest = 0
+    for s in range(starts.shape[0] - 1):
+        longest = max(longest, starts[s + 1] - starts[s])
+    kept = np.empty(longest, dtype=np.int32)
+    contexts = np.empty(2 * window, dtype=np.int32)
+    probs = np.empty(w_out.shape[0], dtype=np.float64)
+    grad_v = np.empty(w_in.shape[1], dtype=np.float32)
+    n_words = tokens.shape[0]
+    loss, pairs = 0.0, 0
+    for s in range(starts.shape[0] - 1):
+        n_kept = _subsample(tokens, starts[s], starts[s + 1], keep, state, kept)
+        alpha = alpha_lo + (alpha_hi - alpha_lo) * starts[s] / max(1, n_words)
+        for i in range(n_kept):
+            m = _gather_window(kept, n_kept, i, window, state, contexts)
+            if m == 0:
+                continue
+            loss += naive_softmax_update(kept[i], contexts, m, w_in, w_out, alpha, probs, grad_v)
+            pairs += m
+    return loss, pairs
