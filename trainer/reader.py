@@ -1,0 +1,149 @@
+"""Opening and streaming corpus files (plain, text8-style single line, .gz, .bz2) as checked text."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import stat
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+from typing import IO, Any
+
+CHUNK_BYTES = 1 << 20  # text is read in binary chunks of this size, cut at the last whitespace
+HEAD_BYTES = 1 << 16  # the first bytes checked for NULs ("looks binary") before anything else happens
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # ASCII bytes never occur inside a UTF-8 multi-byte character
+READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip, bz2 and the file system raise these on bad input
+
+
+class CorpusError(Exception):
+    """A corpus or dump that cannot be used, with a message saying what to do about it."""
+
+
+def compression(path: Path) -> str:
+    """'gzip', 'bzip2' or 'plain', by the file name's suffix."""
+    return {".gz": "gzip", ".bz2": "bzip2"}.get(path.suffix.lower(), "plain")
+
+
+def open_stream(path: str | os.PathLike[str], what: str = "corpus") -> tuple[Path, IO[bytes], IO[bytes]]:
+    """Open a file, decompressing by suffix; returns (path, file on disk, decompressed stream)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise CorpusError(f"{what} is a directory, not a file: {path}")
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise CorpusError(f"{what} not found: {path}") from None
+    except PermissionError:
+        raise CorpusError(f"{what} is not readable (permission denied): {path}") from None
+    except OSError as error:
+        raise CorpusError(f"cannot open {what} {path}: {error.strerror or error}") from None
+    kind = compression(path)
+    stream = gzip.GzipFile(fileobj=raw) if kind == "gzip" else bz2.BZ2File(raw) if kind == "bzip2" else raw
+    return path, raw, stream
+
+
+def read_error(path: Path, error: BaseException) -> CorpusError:
+    """The CorpusError to raise for an error met while reading ``path``."""
+    kind = compression(path)
+    if kind != "plain" and not isinstance(error, FileNotFoundError):
+        return CorpusError(f"corrupt or truncated {kind} file {path}: {error}")
+    return CorpusError(f"reading {path} failed: {error} (was it moved, cut short or deleted while being read?)")
+
+
+def check_corpus(path: str | os.PathLike[str]) -> int:
+    """Raise CorpusError unless ``path`` opens, decompresses and starts like text; returns its size in bytes."""
+    path, raw, stream = open_stream(path)
+    with raw, stream:
+        try:
+            size = os.fstat(raw.fileno()).st_size
+            head = stream.read(HEAD_BYTES)
+        except READ_ERRORS as error:
+            raise read_error(path, error) from None
+    if b"\0" in head:
+        raise CorpusError(f"corpus looks binary (NUL bytes in its first 64 KiB), expected text: {path}")
+    if len(head) < HEAD_BYTES and not head.split():
+        raise CorpusError(f"corpus is empty (no tokens): {path}")
+    return size
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Any]:
+    """A tqdm bar of bytes on stderr when asked for and stderr is a terminal, else None."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr) as bar:
+        yield bar
+
+
+def text_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
+                progress: bool = False) -> Iterator[str]:
+    """Decoded text in pieces of about ``chunk_bytes`` that end at whitespace, so no token is ever split.
+
+    Reads binary chunks and carries the bytes after the last whitespace over to the next chunk, so a
+    text8-style file (one line of hundreds of MB) is never held whole. Read errors become CorpusError.
+    """
+    path, raw, stream = open_stream(path)
+    carry: list[bytes] = []  # the bytes after the last whitespace so far: the start of a token
+    try:
+        with raw, stream, progress_bar(progress, os.fstat(raw.fileno()).st_size, path.name) as bar:
+            for block in iter(lambda: stream.read(chunk_bytes), b""):
+                cut = max(map(block.rfind, _WHITESPACE)) + 1  # 0 when the block holds no whitespace
+                if cut:
+                    yield b"".join([*carry, block[:cut]]).decode("utf-8", errors="replace")
+                    carry = []
+                carry.append(block[cut:])
+                if bar is not None:
+                    bar.update(raw.tell() - bar.n)
+            yield b"".join(carry).decode("utf-8", errors="replace")
+    except READ_ERRORS as error:
+        raise read_error(path, error) from None
+
+
+def split_lines(text: str) -> tuple[list[str], list[int]]:
+    """Tokens of a piece of text, and the token count of each of its lines (the last one still open)."""
+    if "\n" not in text:
+        tokens = text.split()
+        return tokens, [len(tokens)]
+    parts = [line.split() for line in text.split("\n")]
+    return list(chain.from_iterable(parts)), [len(part) for part in parts]
+
+
+def iter_sentences(path: str | os.PathLike[str], max_sentence_length: int = 10_000,
+                   chunk_bytes: int = CHUNK_BYTES) -> Iterator[list[str]]:
+    """Sentences (lists of tokens) of a corpus: one per line, lines cut every ``max_sentence_length`` tokens.
+
+    The file is checked (CorpusError) when this is called, not when iteration starts.
+    """
+    if max_sentence_length < 1:
+        raise ValueError(f"max_sentence_length must be at least 1, got {max_sentence_length}")
+    check_corpus(path)
+    return _sentences(path, text_pieces(path, chunk_bytes), max_sentence_length)
+
+
+def _sentences(path: str | os.PathLike[str], pieces: Iterator[str], limit: int) -> Iterator[list[str]]:
+    current: list[str] = []
+    empty = True
+    for text in pieces:
+        empty = empty and not text.split()
+        lines = text.split("\n")
+        for number, line in enumerate(lines, start=1):
+            current.extend(line.split())
+            while len(current) >= limit:
+                yield current[:limit]
+                del current[:limit]
+            if number < len(lines) and current:  # the line ended inside this piece
+                yield current
+                current = []
+    if current:
+        yield current
+    if empty:  # only whitespace, beyond what check_corpus looked at
+        raise CorpusError(f"corpus is empty (no tokens): {path}")
+
+

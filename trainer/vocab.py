@@ -1,0 +1,176 @@
+"""Word counts -> vocabulary, subsampling keep-probabilities and the negative-sampling noise table."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+class VocabularyError(ValueError):
+    """No usable vocabulary can be built from the counts given."""
+
+
+class WordCounter:
+    """Counts word types in bounded memory, pruning rare types the way word2vec's ReduceVocab does.
+
+    Whenever more than ``max_types`` distinct types are held, every type seen at most ``min_reduce``
+    times is forgotten and ``min_reduce`` grows by one, so a long tail of rare words cannot exhaust
+    memory; a forgotten word that reappears is counted again from zero.
+    """
+
+    def __init__(self, max_types: int = 10_000_000) -> None:
+        if max_types < 1:
+            raise ValueError(f"max_types must be at least 1, got {max_types}")
+        self.counts: Counter[str] = Counter()
+        self.max_types = max_types
+        self.min_reduce = 1
+        self.total_tokens = 0
+        self.pruned_types = 0
+        self.prunings = 0
+
+    def add(self, tokens: Iterable[str]) -> None:
+        """Count a batch of tokens (one sentence, or any list)."""
+        tokens = tokens if isinstance(tokens, (list, tuple)) else list(tokens)
+        self.counts.update(tokens)
+        self.total_tokens += len(tokens)
+        while len(self.counts) > self.max_types:
+            self._prune()
+
+    def _prune(self) -> None:
+        doomed = [word for word, count in self.counts.items() if count <= self.min_reduce]
+        for word in doomed:
+            del self.counts[word]
+        self.pruned_types += len(doomed)
+        self.prunings += 1
+        self.min_reduce += 1
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def stats(self) -> dict[str, int]:
+        """Plain-int statistics (JSON-serialisable)."""
+        return {"total_tokens": self.total_tokens, "types": len(self.counts),
+                "pruned_types": self.pruned_types, "prunings": self.prunings}
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Words by descending count (ties by the word itself); ``counts`` is int64 (V,) in the same order."""
+
+    words: tuple[str, ...]
+    counts: np.ndarray
+
+    def __post_init__(self) -> None:
+        counts = np.array(self.counts, dtype=np.int64).reshape(-1)
+        if len(counts) != len(self.words):
+            raise ValueError(f"{len(self.words)} words but {len(counts)} counts")
+        counts.setflags(write=False)
+        object.__setattr__(self, "words", tuple(self.words))
+        object.__setattr__(self, "counts", counts)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """word -> row id."""
+        return {word: i for i, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vocabulary):
+            return NotImplemented
+        return self.words == other.words and np.array_equal(self.counts, other.counts)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5,
+                    max_vocab: int | None = None) -> tuple[Vocabulary, np.ndarray]:
+    """Vocabulary of the words counted at least ``min_count`` times, and where its words sit in the input.
+
+    ``words`` (n,) and ``counts`` (n,) are parallel; returns the Vocabulary and ``positions`` int64 (V,),
+    with ``vocab.words[i] == words[positions[i]]``. Raises VocabularyError when no word survives.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if len(counts) != len(words):
+        raise ValueError(f"{len(words)} words but {len(counts)} counts")
+    if max_vocab is not None and max_vocab < 1:
+        raise ValueError(f"max_vocab must be at least 1 (or None for no limit), got {max_vocab}")
+    candidates = np.flatnonzero(counts >= max(min_count, 1))
+    if len(candidates) == 0:
+        most = int(counts.max()) if len(counts) else 0
+        raise VocabularyError(
+            f"no word occurs at least min_count={min_count} times "
+            f"({len(counts)} types seen, the most frequent occurs {most} times); lower min_count")
+    # Two stable sorts make the order (count descending, then word): first by word, then by count.
+    by_word = np.array(sorted(candidates.tolist(), key=words.__getitem__), dtype=np.int64)
+    positions = by_word[np.argsort(-counts[by_word], kind="stable")]
+    if max_vocab is not None:
+        positions = positions[:max_vocab]
+    vocab = Vocabulary(words=tuple(words[i] for i in positions.tolist()), counts=counts[positions])
+    return vocab, positions
+
+
+def build_vocabulary(counter_or_mapping: WordCounter | Mapping[str, int], min_count: int = 5,
+                     max_vocab: int | None = None) -> Vocabulary:
+    """Keep words counted at least ``min_count`` times, most frequent first, at most ``max_vocab`` of them."""
+    mapping = counter_or_mapping.counts if isinstance(counter_or_mapping, WordCounter) else counter_or_mapping
+    words = list(mapping.keys())
+    counts = np.fromiter(mapping.values(), dtype=np.int64, count=len(words))
+    return rank_vocabulary(words, counts, min_count, max_vocab)[0]
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """word2vec's subsampling: float32 (V,) probability of keeping each occurrence of word i.
+
+    With t = sample * counts.sum(), keep = (sqrt(f/t) + 1) * t / f clipped to 1; ``sample <= 0`` keeps all.
+    """
+    f = np.asarray(counts, dtype=np.float64)
+    if sample <= 0 or len(f) == 0:
+        return np.ones(len(f), dtype=np.float32)
+    t = sample * f.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (np.sqrt(f / t) + 1.0) * t / f
+    keep[~(f > 0)] = 1.0
+    return np.minimum(keep, 1.0).astype(np.float32)
+
+
+def noise_probabilities(counts: np.ndarray, exponent: float = 0.75) -> np.ndarray:
+    """The negative-sampling distribution counts**exponent, normalised: float64 (V,)."""
+    weights = np.asarray(counts, dtype=np.float64) ** exponent
+    total = weights.sum()
+    if not len(weights) or not total > 0:
+        raise ValueError("the noise distribution needs at least one positive count")
+    return weights / total
+
+
+def noise_alias_table(counts: np.ndarray, exponent: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table for drawing from ``noise_probabilities(counts, exponent)`` in O(1).
+
+    Returns ``accept`` float32 (V,) and ``alias`` int32 (V,); a draw is
+    ``i = uniform_int(V); word = i if uniform01 < accept[i] else alias[i]``.
+
+    Built without a Python loop by the sweep variant of Vose's method: small cells (scaled mass q < 1)
+    are filled in order from the large cells in order; a large cell that falls below 1 is itself filled
+    from the next large cell. Which large cell serves which small one follows from cumulative sums.
+    """
+    q = noise_probabilities(counts, exponent) * len(counts)
+    small, large = np.flatnonzero(q < 1.0), np.flatnonzero(q >= 1.0)
+    accept = np.ones(len(q), dtype=np.float64)
+    alias = np.arange(len(q), dtype=np.int64)
+    if len(small) and len(large):  # (no large cell: all q are 1 up to rounding)
+        demand = np.cumsum(1.0 - q[small])  # mass the small cells need, cumulatively
+        supply = np.cumsum(q[large] - 1.0)  # spare mass of the large cells, cumulatively
+        before = np.concatenate(([0.0], demand[:-1]))
+        serving = np.minimum(np.searchsorted(supply, before, side="left"), len(large) - 1)
+        accept[small], alias[small] = q[small], large[serving]
+        # Large cell k runs dry at the first small cell whose cumulative demand passes supply[k];
+        # what it then lacks is taken from the next large cell.
+        dry = np.searchsorted(demand, supply[:-1], side="right")
+        emptied = np.flatnonzero(dry < len(small))
+        accept[large[emptied]] = 1.0 - (demand[dry[emptied]] - supply[emptied])
+        alias[large[emptied]] = large[emptied + 1]
+    return np.clip(accept, 0.0, 1.0).astype(np.float32), alias.astype(np.int32)
