@@ -1,0 +1,291 @@
+"""Load test of the embedding service under gunicorn on loopback, beside a gensim baseline and a ceiling.
+
+    python bench/serve_load.py [--model PATH] [--duration 4] [--concurrency 1,8,32]
+
+Every server runs with service/gunicorn.conf.py (same workers, same worker class, same access log) on
+127.0.0.1, and is driven by wrk (Debian package `wrk`) with a Lua script that rotates over requests for
+random vocabulary words. The baseline is the common way to serve word2vec: gensim's
+KeyedVectors.most_similar inside a Flask view. The ceiling is a Flask view answering a constant body of
+the size of the service's answer: what gunicorn + Flask allow at all on this machine.
+Without --model, a synthetic 100,000 x 100 model of clustered random vectors is written to a temporary
+folder (deterministic, so the derived-data cache in --cache-dir is reused from one run to the next).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the service and trainer packages
+
+from trainer import artifact  # noqa: E402
+
+LUA = """
+local items = {ITEMS}
+local prepared, n = {}, 0
+function init(args)
+  for i, item in ipairs(items) do
+    prepared[i] = wrk.format(item[1], item[2], {["Content-Type"] = "application/json"}, item[3])
+  end
+  n = math.random(#prepared)
+end
+function request()
+  n = n % #prepared + 1
+  return prepared[n]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# ---------------------------------------------------------------------------- the two reference apps
+
+def baseline_app():
+    """The common way: gensim KeyedVectors.most_similar in a Flask view, jsonify for the answer."""
+    from flask import Flask, jsonify, request
+    from gensim.models import KeyedVectors
+
+    model = artifact.load(os.environ["MODEL_DIR"])
+    vectors = KeyedVectors(model.dim)
+    vectors.add_vectors(list(model.words), np.asarray(model.input_vectors))
+    vectors.fill_norms()
+    app = Flask(__name__)
+
+    @app.get("/similar")
+    def similar():
+        word, k = request.args["word"], int(request.args.get("k", 10))
+        if word not in vectors.key_to_index:
+            return jsonify(error=f"unknown word: {word}"), 404
+        neighbors = [{"word": w, "score": s} for w, s in vectors.most_similar(word, topn=k)]
+        return jsonify(word=word, k=k, neighbors=neighbors)
+    return app
+
+
+def ceiling_app():
+    """A constant answer per method and path, read from CEILING_BODIES (JSON: {"GET /similar": body})."""
+    from flask import Flask, Response, request
+
+    bodies = {key: body.encode() for key, body in json.loads(Path(os.environ["CEILING_BODIES"]).read_text()).items()}
+    app = Flask(__name__)
+
+    @app.route("/<path:path>", methods=["GET", "POST"])
+    def constant(path):
+        return Response(bodies[f"{request.method} /{path}"], mimetype="application/json")
+    return app
+
+
+# ----------------------------------------------------------------------------------------- servers
+
+def synthetic_model(folder: Path, size: int, dim: int, seed: int = 0) -> Path:
+    """Clustered random vectors: 2,000 centres, each word a centre plus as much noise (cosine to its
+    cluster-mates around 0.5); output vectors alike, scaled for a softmax that is neither flat nor one-hot."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    which = rng.integers(0, len(centres), size)
+    w_in = (centres[which] + rng.standard_normal((size, dim), dtype=np.float32)) * (2 / np.sqrt(dim))
+    w_out = (centres[which] + rng.standard_normal((size, dim), dtype=np.float32)) * (1.5 / np.sqrt(dim))
+    counts = (1e8 / np.arange(1, size + 1)).astype(np.int64)
+    return artifact.save(folder / f"synthetic-{size}x{dim}", [f"w{i}" for i in range(size)], counts, w_in, w_out,
+                         {"objective": "negative-sampling", "source": {"synthetic": "bench/serve_load.py"}})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One gunicorn instance with the service's configuration, on a free loopback port."""
+
+    def __init__(self, app: str, env: dict, log: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py", "--bind",
+                   f"127.0.0.1:{self.port}", "--pythonpath", "bench", app]
+        started = time.perf_counter()
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                            stderr=out)
+        self.startup = self._wait(started, probe="/readyz" if app.startswith("service") else "/")
+
+    def _wait(self, started: float, probe: str, limit: float = 600) -> float:
+        while time.perf_counter() - started < limit:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {self.process.returncode}; see the log")
+            try:
+                requests.get(self.base + probe, timeout=5)
+                return time.perf_counter() - started
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise SystemExit("gunicorn did not start in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+# ---------------------------------------------------------------------------------------- load
+
+def workload(words: list[str], dim: int, count: int = 2000) -> dict[str, list[tuple]]:
+    """Requests per endpoint: (method, path, body or nil), for random vocabulary words."""
+    rng = random.Random(0)
+    pick = lambda: quote(rng.choice(words))  # noqa: E731
+    vectors = np.random.default_rng(0).standard_normal((200, dim)).round(4).tolist()
+    return {
+        "GET /similar word (exact)": [("GET", f"/similar?word={pick()}&k=10", None) for _ in range(count)],
+        "GET /similar analogy": [("GET", f"/similar?positive={pick()},{pick()}&negative={pick()}&k=10", None)
+                                 for _ in range(count)],
+        "POST /similar vector": [("POST", "/similar", json.dumps({"vector": v, "k": 10})) for v in vectors],
+        "GET /context-probs": [("GET", f"/context-probs?word={pick()}&k=10", None) for _ in range(count)],
+        "GET /vector": [("GET", f"/vector?word={pick()}", None) for _ in range(count)],
+    }
+
+
+def wrk(base: str, items: list[tuple], concurrency: int, duration: float, scripts: Path) -> dict:
+    lua = "{" + ",".join("{%s,%s,%s}" % (_lua(m), _lua(p), _lua(b) if b else "nil") for m, p, b in items) + "}"
+    script = scripts / f"load-{abs(hash(lua))}.lua"
+    script.write_text(LUA.replace("{ITEMS}", lua))
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "5s", "-s", str(script), base]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = json.loads(output.split("RESULT ", 1)[1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def _lua(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def compare_answers(service: str, other: str, words: list[str]) -> tuple[int, float]:
+    """(words with the same neighbour list, mean recall@10) of `service` against `other` for /similar."""
+    same, recall = 0, []
+    for word in words:
+        a = requests.get(f"{service}/similar", params={"word": word, "k": 10}, timeout=10).json()["neighbors"]
+        b = requests.get(f"{other}/similar", params={"word": word, "k": 10}, timeout=10).json()["neighbors"]
+        same += [n["word"] for n in a] == [n["word"] for n in b] and np.allclose(
+            [n["score"] for n in a], [n["score"] for n in b], atol=1e-5)
+        recall.append(len({n["word"] for n in a} & {n["word"] for n in b}) / 10)
+    return same, float(np.mean(recall))
+
+
+# ---------------------------------------------------------------------------------------- report
+
+def run(args, tmp: Path) -> None:
+    model_dir = Path(args.model) if args.model else synthetic_model(tmp, args.words, args.dim)
+    model = artifact.load(model_dir)
+    env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(args.cache_dir),
+           "WEB_CONCURRENCY": str(args.workers)}
+    log, loads, levels = tmp / "gunicorn.log", workload(list(model.words), model.dim), args.concurrency
+    sample = random.Random(1).sample(list(model.words), min(1000, model.vocab_size))
+    print(f"model: {model_dir} ({model.vocab_size} words x {model.dim}); {args.workers} workers; "
+          f"{args.duration:g} s per cell; load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    measure = lambda server, items: {c: wrk(server.base, items, c, args.duration, tmp) for c in levels}  # noqa: E731
+
+    first = Server("service:create_app()", env, log)  # may build the tables: once per model
+    first.stop()
+    flat = Server("service:create_app()", env, log)
+    print(f"startup: first start {first.startup:.1f} s (includes building the tables if the cache was cold), "
+          f"restart {flat.startup:.1f} s", flush=True)
+    results = {label: measure(flat, items) for label, items in loads.items()}
+    bodies = {f"{m} {p.split('?')[0]}": requests.request(m, flat.base + p, data=b, timeout=10,
+                                                         headers={"Content-Type": "application/json"}).text
+              for m, p, b in (items[0] for items in loads.values())}
+
+    hnsw = Server("service:create_app()", {**env, "INDEX": "hnsw"}, log)
+    print(f"startup with INDEX=hnsw: {hnsw.startup:.1f} s (includes building the index if not cached)", flush=True)
+    results["GET /similar word (HNSW)"] = measure(hnsw, loads["GET /similar word (exact)"])
+    _, recall = compare_answers(hnsw.base, flat.base, sample)
+    hnsw.stop()
+
+    baseline = Server("serve_load:baseline_app()", env, log)
+    same, _ = compare_answers(flat.base, baseline.base, sample[:300])
+    flat.stop()
+    base = measure(baseline, loads["GET /similar word (exact)"])
+    baseline.stop()
+
+    (tmp / "bodies.json").write_text(json.dumps(bodies))
+    ceiling_server = Server("serve_load:ceiling_app()", {**env, "CEILING_BODIES": str(tmp / "bodies.json")}, log)
+    ceilings = {key: measure(ceiling_server, [(m, p, b) for m, p, b in loads[label]])
+                for key, label in _ceiling_workloads(loads).items()}
+    ceiling_server.stop()
+
+    print_table(results, base, ceilings, levels)
+    print(f"\nidentical to gensim most_similar (same words, scores within 1e-5): {same}/{min(300, len(sample))} words")
+    print(f"HNSW recall@10 against the exact index: {recall:.4f} over {len(sample)} words")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def _ceiling_workloads(loads: dict) -> dict[str, str]:
+    """One workload per distinct method and path: the ceiling answers by those alone."""
+    keys = {}
+    for label, items in loads.items():
+        keys.setdefault(f"{items[0][0]} {items[0][1].split('?')[0]}", label)
+    return keys
+
+
+def print_table(results: dict, base: dict, ceilings: dict, levels: list[int]) -> None:
+    header = f"{'endpoint':28} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} " \
+             f"{'x baseline':>10} {'of ceiling':>10}"
+    print("\n" + header + "\n" + "-" * len(header))
+    rows = [("baseline: gensim most_similar", base, base)] + [(label, r, None) for label, r in results.items()]
+    for label, by_level, _ in rows:
+        method, path = label.split()[0], label.split()[1] if label[0].isupper() else "/similar"
+        method = method if label[0].isupper() else "GET"
+        ceiling = ceilings.get(f"{method} {path}")
+        for c in levels:
+            r = by_level[c]
+            of_ceiling = f"{r['rps'] / ceiling[c]['rps']:.2f}" if ceiling else "-"
+            print(f"{label:28} {c:>4} {r['rps']:>8.0f} {r['p50_us'] / 1000:>7.2f} {r['p99_us'] / 1000:>7.2f} "
+                  f"{r['errors']:>6} {r['rps'] / base[c]['rps']:>10.2f} {of_ceiling:>10}")
+    for key, by_level in ceilings.items():
+        for c in levels:
+            r = by_level[c]
+            print(f"{'ceiling: ' + key:28} {c:>4} {r['rps']:>8.0f} {r['p50_us'] / 1000:>7.2f} "
+                  f"{r['p99_us'] / 1000:>7.2f} {r['errors']:>6} {r['rps'] / base[c]['rps']:>10.2f} {'1.00':>10}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model folder (default: a synthetic one in a temporary folder)")
+    parser.add_argument("--words", type=int, default=100_000, help="synthetic model: vocabulary size")
+    parser.add_argument("--dim", type=int, default=100, help="synthetic model: dimensions")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
+    parser.add_argument("--duration", type=float, default=4, help="seconds of load per cell")
+    parser.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 8, 32],
+                        help="comma-separated connection counts")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "serve_load",
+                        help="the service's cache of derived data (tables, HNSW index), kept between runs")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("error: wrk not found (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="serve_load-"))
+    started = time.perf_counter()
+    try:
+        run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"total time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The answers are the right ones: neighbours against brute-force numpy, analogies against gensim,
+context probabilities against a numpy softmax, HNSW against the exact index."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+
+from service import precompute
+from service.embeddings import Embeddings
+from service.settings import SettingsError
+from trainer import artifact
+
+
+def cosine_ranking(vectors: np.ndarray, query: np.ndarray, exclude=()) -> list[tuple[int, float]]:
+    """Brute force in float64: every row by cosine to `query`, best first."""
+    vectors = vectors.astype(np.float64)
+    scores = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    return [(int(i), float(scores[i])) for i in np.argsort(-scores, kind="stable") if i not in exclude]
+
+
+def assert_same_ranking(got: list[dict], words, expected: list[tuple[int, float]]):
+    assert [n["word"] for n in got] == [words[i] for i, _ in expected[:len(got)]]
+    np.testing.assert_allclose([n["score"] for n in got], [s for _, s in expected[:len(got)]], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def untabled_client(make_app, checked_client):
+    return checked_client(make_app(MAX_K=1000, TABLES_MAX_WORDS=0))
+
+
+@pytest.fixture(params=["tables", "per-query"])
+def either_client(request, client, untabled_client):
+    """The same questions answered from the precomputed tables and by searching per query."""
+    return client if request.param == "tables" else untabled_client
+
+
+@pytest.mark.parametrize("word", ["king", "queen", "café", "w0", "w300", "w587"])
+def test_similar_equals_brute_force(either_client, model, word):
+    got = either_client.get(f"/similar?word={quote(word)}&k=25").body["neighbors"]
+    row = model.index[word]
+    expected = cosine_ranking(model.input_vectors, model.input_vectors[row], exclude={row})
+    assert len(got) == 25
+    assert_same_ranking(got, model.words, expected)
+
+
+def test_similar_to_vector_equals_brute_force(client, model):
+    query = np.random.default_rng(5).standard_normal(model.dim)
+    got = client.post("/similar", json={"vector": query.tolist(), "k": 30}).body["neighbors"]
+    assert_same_ranking(got, model.words, cosine_ranking(model.input_vectors, query))
+
+
+@pytest.mark.parametrize("positive, negative", [
+    (["king", "woman"], ["man"]), (["w1", "w2", "w3"], []), ([], ["w7"]), (["w4"], ["w5", "w6"]),
+    (["queen", "queen"], ["w9"]),
+])
+def test_analogy_equals_gensim(client, model, positive, negative):
+    from gensim.models import KeyedVectors
+
+    vectors = KeyedVectors(model.dim)
+    vectors.add_vectors(list(model.words), np.asarray(model.input_vectors))
+    expected = vectors.most_similar(positive=positive, negative=negative, topn=20)
+    query = "&".join(f"{name}={quote(','.join(words))}" for name, words in
+                     (("positive", positive), ("negative", negative)) if words)
+    got = client.get(f"/similar?{query}&k=20").body["neighbors"]
+    assert [n["word"] for n in got] == [w for w, _ in expected]
+    np.testing.assert_allclose([n["score"] for n in got], [s for _, s in expected], atol=1e-5)
+
+
+def numpy_softmax(model, word: str) -> np.ndarray:
+    scores = model.output_vectors.astype(np.float64) @ model.input_vectors[model.index[word]].astype(np.float64)
+    scores -= scores.max()
+    return np.exp(scores) / np.exp(scores).sum()
+
+
+@pytest.mark.parametrize("word", ["king", "日本語", "w42"])
+def test_context_probs_equal_numpy_softmax(either_client, model, word):
+    got = either_client.get(f"/context-probs?word={quote(word)}&k=20").body["context"]
+    probs = numpy_softmax(model, word)
+    order = np.argsort(-probs, kind="stable")[:20]
+    assert [c["word"] for c in got] == [model.words[i] for i in order]
+    np.testing.assert_allclose([c["prob"] for c in got], probs[order], rtol=1e-5)
+
+
+def test_context_probs_over_the_whole_vocabulary_sum_to_one(either_client, model):
+    got = either_client.get(f"/context-probs?word=queen&k={model.vocab_size}").body["context"]
+    assert len(got) == model.vocab_size and len({c["word"] for c in got}) == model.vocab_size
+    assert sum(c["prob"] for c in got) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_log_sum_exp_is_stable_for_large_scores():
+    scores = np.array([[1000.0, 999.0, -1000.0]], dtype=np.float32)
+    assert precompute.log_sum_exp(scores)[0] == pytest.approx(1000 + np.log1p(np.exp(-1.0)), abs=1e-9)
+
+
+@pytest.mark.parametrize("size, width, k", [(5, 10, 3), (7, 1000, 10), (3, 20_000, 100), (4, 3203, 7),
+                                            (2, 50, 50), (6, 5000, 1)])
+def test_top_k_matches_a_full_sort(size, width, k):
+    scores = np.random.default_rng(width).standard_normal((size, width)).astype(np.float32)
+    ties = np.round(scores, 1)  # many equal values
+    for matrix in (scores, ties):
+        ids, values = precompute.top_k(matrix, k)
+        np.testing.assert_array_equal(values, -np.sort(-matrix, axis=1)[:, :k])
+        np.testing.assert_array_equal(np.take_along_axis(matrix, ids.astype(np.int64), 1), values)
+        assert all(len(set(row)) == k for row in ids.tolist())
+
+
+def clustered_model(path, size=3000, dim=32, clusters=60, seed=3):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    vectors = centres[rng.integers(0, clusters, size)] + 0.8 * rng.standard_normal((size, dim))
+    return artifact.load(artifact.save(path, [f"c{i}" for i in range(size)], np.ones(size, np.int64),
+                                       vectors, None, {"objective": None}))
+
+
+def test_hnsw_recall_at_10(tmp_path):
+    model = clustered_model(tmp_path / "clustered")
+    settings = {"CACHE_DIR": tmp_path / "cache", "HNSW_EF_SEARCH": 64}
+    exact = Embeddings(model, {**settings, "TABLES_MAX_WORDS": 0})
+    approximate = Embeddings(model, {**settings, "INDEX": "hnsw"})
+    assert approximate.describe()["index"]["type"] == "hnsw"
+    words = model.words[::6]
+    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in approximate.similar(word, 10)})
+                      / 10 for word in words])
+    assert recall >= 0.95
+    assert list((tmp_path / "cache").glob("*/hnsw-*.faiss"))  # kept for the next worker...
+    reread = Embeddings(model, {**settings, "INDEX": "hnsw"})  # ...which reads it
+    assert reread._index.thisown  # the Python object owns the index: it cannot be freed under us
+    assert [reread.similar(word, 10) for word in words] == [approximate.similar(word, 10) for word in words]
+
+
+def test_tables_are_kept_and_a_damaged_one_is_rebuilt(tmp_path, model):
+    settings = {"CACHE_DIR": tmp_path, "MAX_K": 20}
+    first = Embeddings(model, settings).similar("king", 20)
+    files = sorted(tmp_path.glob("*/similar-top20-*.npy"))
+    assert len(files) == 2
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
+    assert Embeddings(model, settings).similar("king", 20) == first
+    assert files[0].stat().st_size > 100
+
+
+def test_an_unwritable_cache_still_serves(tmp_path, model):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    embeddings = Embeddings(model, {"CACHE_DIR": blocker / "cache", "MAX_K": 5})
+    assert embeddings.describe()["precomputed"] == {"similar": True, "context": True}
+    assert len(embeddings.similar("king", 5)) == 5
+
+
+@pytest.mark.parametrize("config", [{"MAX_K": 0}, {"MAX_K": "ten"}, {"MAX_K": True}, {"INDEX": "ivf"},
+                                    {"MODEL_DIR": ""}, {"TABLES_MAX_WORDS": -1}, {"HNSW_M": 1.5}])
+def test_unusable_settings_are_refused(make_app, config):
+    with pytest.raises(SettingsError):
+        make_app(**config)
