@@ -1,0 +1,127 @@
+"""The model folder format: round trips, atomic replacement, corruption detection, word2vec interchange."""
+import json
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+
+from trainer import artifact
+from trainer.__main__ import main
+
+WORDS = ["the", "cat", "sat", "on", "mat", "ünïcode"]
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    w_in = rng.normal(size=(len(WORDS), 4)).astype(np.float32)
+    return artifact.save(tmp_path / "m", WORDS, [9, 5, 4, 3, 2, 1], w_in, w_in[::-1] * 2,
+                         {"objective": "negative-sampling"})
+
+
+def test_round_trip(model_dir):
+    model = artifact.verify(model_dir)
+    assert model.words == tuple(WORDS) and model.counts.tolist() == [9, 5, 4, 3, 2, 1]
+    assert model.input_vectors.dtype == np.float32 and model.input_vectors.shape == (6, 4)
+    np.testing.assert_array_equal(model.output_vectors, model.input_vectors[::-1] * 2)
+    assert model.index["sat"] == 2 and model.objective == "negative-sampling"
+
+
+def test_replacing_a_model_is_atomic_and_leaves_no_temporaries(model_dir):
+    artifact.save(model_dir, ["x", "y"], [2, 1], np.ones((2, 3)), None, {})
+    model = artifact.verify(model_dir)
+    assert model.words == ("x", "y") and model.output_vectors is None
+    assert [p.name for p in model_dir.parent.iterdir()] == ["m"]
+
+
+@pytest.mark.parametrize("words, counts, vectors", [
+    (["a", "a"], [1, 1], np.ones((2, 2))),
+    (["a", "b\tc"], [1, 1], np.ones((2, 2))),
+    (["a", "b"], [1, 1], np.array([[1.0, np.nan], [0, 0]])),
+    (["a", "b"], [1], np.ones((2, 2))),
+    (["a", "b"], [1, 1], np.ones((3, 2))),
+])
+def test_invalid_contents_are_refused_and_nothing_is_written(tmp_path, words, counts, vectors):
+    with pytest.raises(artifact.ModelError):
+        artifact.save(tmp_path / "m", words, counts, vectors)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _corrupt_truncate(d):
+    (d / artifact.INPUT_FILE).write_bytes((d / artifact.INPUT_FILE).read_bytes()[:-8])
+
+
+def _corrupt_flip(d):
+    data = bytearray((d / artifact.INPUT_FILE).read_bytes())
+    data[-1] ^= 0x01
+    (d / artifact.INPUT_FILE).write_bytes(bytes(data))
+
+
+def _corrupt_nan(d):
+    path = d / artifact.OUTPUT_FILE
+    array = np.load(path)
+    array[2, 1] = np.nan
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) - array.nbytes] + array.tobytes())
+
+
+def _corrupt_version(d):
+    meta = json.loads((d / artifact.META_FILE).read_text())
+    meta["format_version"] = 99
+    (d / artifact.META_FILE).write_text(json.dumps(meta))
+
+
+def _corrupt_vocab(d):
+    (d / artifact.VOCAB_FILE).write_text("the\t9\ncat\t5\n")
+
+
+@pytest.mark.parametrize("corrupt, needle", [
+    (lambda d: (d / artifact.OUTPUT_FILE).unlink(), "output_vectors.npy: missing"),
+    (lambda d: (d / artifact.META_FILE).unlink(), "meta.json: missing"),
+    (lambda d: (d / artifact.META_FILE).write_text("{"), "not valid JSON"),
+    (_corrupt_truncate, "truncated"),
+    (_corrupt_nan, "NaN"),
+    (_corrupt_version, "unknown format version 99"),
+    (_corrupt_vocab, "vocab.tsv"),
+])
+def test_damaged_folders_are_named_and_refused(model_dir, corrupt, needle):
+    corrupt(model_dir)
+    with pytest.raises(artifact.ModelError, match=needle.replace(".", r"\.")):
+        artifact.load(model_dir)  # even without checksums, every damage is found and named
+
+
+def test_checksums_catch_a_flipped_bit_that_sizes_miss(model_dir, capsys):
+    _corrupt_flip(model_dir)
+    artifact.load(model_dir)  # same size and finite: only the checksum can tell
+    assert main(["verify", str(model_dir)]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert main(["verify", str(model_dir), "--no-checksums"]) == 0
+
+
+@pytest.mark.parametrize("suffix, binary", [(".txt", False), (".bin", True)])
+def test_export_is_readable_by_gensim_and_imports_back(model_dir, tmp_path, suffix, binary):
+    out = tmp_path / f"vectors{suffix}"
+    assert main(["export", str(model_dir), str(out)]) == 0
+    kv = KeyedVectors.load_word2vec_format(out, binary=binary)
+    model = artifact.load(model_dir)
+    assert list(kv.index_to_key) == WORDS
+    np.testing.assert_allclose(kv.vectors, model.input_vectors, rtol=1e-6)
+    assert main(["import", str(out), str(tmp_path / "imported")]) == 0
+    imported = artifact.verify(tmp_path / "imported")
+    assert imported.words == tuple(WORDS) and imported.output_vectors is None and imported.objective is None
+    np.testing.assert_allclose(imported.input_vectors, model.input_vectors, rtol=1e-6)
+
+
+def test_import_of_gensim_binary(tmp_path):
+    kv = KeyedVectors(3)
+    kv.add_vectors(["alpha", "beta"], np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32))
+    kv.save_word2vec_format(tmp_path / "g.bin", binary=True)
+    model = artifact.load(artifact.import_word2vec(tmp_path / "g.bin", tmp_path / "m"))
+    np.testing.assert_array_equal(model.input_vectors, kv.vectors)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a header\n", b"2 3\nalpha 1 2 3\n", b"1 3\nalpha 1 x 3\n"])
+def test_import_of_malformed_files_fails_clearly(tmp_path, capsys, content):
+    (tmp_path / "v.txt").write_bytes(content)
+    assert main(["import", str(tmp_path / "v.txt"), str(tmp_path / "m")]) == 1
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "m").exists()
