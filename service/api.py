@@ -13,7 +13,7 @@ from service.embeddings import BadQuery, ContextUnavailable, Embeddings, Unknown
 
 bp = Blueprint("api", __name__)
 DEFAULT_K = 10
-_K_DIGITS = 9  # longer digit strings are out of range anyway; int() of huge strings is slow
+_K_DIGITS = 9  # longer digit strings are out of range anyway (and int() refuses those over 4300 digits)
 
 
 # ------------------------------------------------------------------------------------------- endpoints

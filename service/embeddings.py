@@ -60,7 +60,8 @@ class Embeddings:
         else:
             self._index = faiss.IndexFlatIP(model.dim)
             self._index.add(unit)
-        tables = 2 <= model.vocab_size <= opts["TABLES_MAX_WORDS"]
+        tables = (2 <= model.vocab_size <= opts["TABLES_MAX_WORDS"]
+                  and model.vocab_size * self.max_k <= precompute.MAX_TABLE_ENTRIES)
         # Only the exact index gets a similar table: HNSW is chosen to avoid per-model quadratic work.
         self._similar = (precompute.similar_table(unit, min(self.max_k, model.vocab_size - 1), folder,
                                                   build_threads)

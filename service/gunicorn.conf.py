@@ -25,7 +25,8 @@ errorlog = "-"
 # FAISS issue 5206: a search in a forked child can hang once the parent ran multi-threaded OpenMP code.
 # So nothing is preloaded: each worker loads the model (memory-mapped, so workers share its pages).
 preload_app = False
-control_socket_disable = True  # no runtime management socket: nothing here needs it, and instances would share its path
+# No runtime management socket: nothing here uses it, and instances on one host would share its path.
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -27,6 +27,9 @@ from trainer import artifact
 from trainer.artifact import ModelError
 
 log = logging.getLogger(__name__)
+# Tables hold an id and a score (8 bytes) per entry: beyond this (e.g. a very large MAX_K) they would cost
+# more memory than they save time, and queries are searched instead.
+MAX_TABLE_ENTRIES = 50_000_000
 
 
 def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,15 +13,15 @@ INDEX_KINDS = ("flat", "hnsw")
 DEFAULTS = {
     "MODEL_DIR": None,  # model folder written by trainer.artifact.save; required
     "INDEX": "flat",  # "flat": exact IndexFlatIP; "hnsw": approximate IndexHNSWFlat for large vocabularies
-    "HNSW_M": 32,  # graph degree: more links, better recall, bigger index
+    "HNSW_M": 16,  # graph degree: more links, better recall, a bigger and slower index
     "HNSW_EF_CONSTRUCTION": 80,  # build-time beam width
-    "HNSW_EF_SEARCH": 64,  # query-time beam width: the recall/latency dial
+    "HNSW_EF_SEARCH": 48,  # query-time beam width: the recall/latency dial (measure with bench/serve_load.py)
     "MAX_K": 100,  # largest k a client may ask for
     "MAX_BATCH_WORDS": 1000,  # largest word list in one request
     "MAX_WORD_LENGTH": 100,  # longest word accepted, in characters
     "MAX_CONTENT_LENGTH": 1 << 20,  # request body limit in bytes (Flask answers 413 above it)
     # Exact top-MAX_K tables are computed once per model for vocabularies up to this size (the cost grows
-    # with its square: ~1 CPU-minute at 100,000 words); 0 turns them off and every query is searched.
+    # with its square: ~1.5 CPU-minutes at 100,000 x 100); 0 turns them off and every query is searched.
     "TABLES_MAX_WORDS": 200_000,
     "CACHE_DIR": os.path.join(tempfile.gettempdir(), "skipgram-cache"),  # where derived data is kept
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more

@@ -153,3 +153,14 @@ def test_an_unwritable_cache_still_serves(tmp_path, model):
 def test_unusable_settings_are_refused(make_app, config):
     with pytest.raises(SettingsError):
         make_app(**config)
+
+
+def test_precompute_command_builds_the_cache_and_reports_problems(tmp_path, model_dir, monkeypatch, capsys):
+    monkeypatch.setenv("SKIPGRAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKIPGRAM_INDEX", "hnsw")
+    assert precompute.main([str(model_dir), "--threads", "2"]) == 0
+    names = {path.name for path in (tmp_path / "cache").glob("*/*")}
+    assert {"context-lse.npy", "hnsw-m16-efc80.faiss"} <= names
+    assert not any(name.startswith("similar") for name in names)  # HNSW serves similar-by-word
+    assert precompute.main([str(tmp_path / "nowhere")]) == 1
+    assert "model folder not found" in capsys.readouterr().err
