@@ -1,9 +1,9 @@
-"""Smoke test of the service image, run by the Dockerfile's smoke stages inside a RUN step (as the image's user).
+"""Smoke test of the service image, run by scripts/smoke.Dockerfile inside a RUN step, as the image's user.
 
-  python docker_smoke.py make-model DIR   write a tiny model folder with planted neighbours (trainer.artifact)
-  python docker_smoke.py serve            make such a model, start the image's command on it as a mounted
-                                          model would be given (MODEL_DIR), query it, stop it
-  python docker_smoke.py serve --baked    the same on the model baked into the image (the image's MODEL_DIR)
+  python docker_smoke.py --model-dir DIR   write a tiny model folder with planted neighbours to DIR
+                                           (trainer.artifact.save), start the image's command on it as a
+                                           mounted model is given (MODEL_DIR=DIR), query it, stop it
+  python docker_smoke.py --baked           the same on the model baked into the image (the image's MODEL_DIR)
 
 Prints one PASS or FAIL line per check and exits 1 when any check failed. Only the standard library, numpy
 and trainer.artifact are used: the runtime image has nothing else.
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 
 # The image's command (Dockerfile CMD), run from its working directory.
@@ -97,38 +99,57 @@ def check_image() -> None:
     check("runs as the non-root user", os.getuid() != 0 and user == USER, f"uid {os.getuid()} {user}")
     try:
         import numba  # noqa: F401
-        check("numba is absent from the runtime venv", False, f"imported from {numba.__file__}")
+        check("import numba fails in the runtime venv", False, f"imported from {numba.__file__}")
     except ImportError:
-        check("numba is absent from the runtime venv", True, "import numba fails")
-    from importlib.metadata import version
-    pins = ", ".join(f"{p} {version(p)}" for p in ("numpy", "faiss-cpu", "flask", "gunicorn"))
-    check("service dependencies importable", _imports("numpy", "faiss", "flask", "gunicorn"), pins)
+        check("import numba fails in the runtime venv", True)
+    # The project's own metadata says what the runtime must hold: its base dependencies at their pins,
+    # and none of the packages that only its extras (train, test, bench) bring.
+    requirements = metadata.requires("skipgram") or []
+    base = {_name(r): r for r in requirements if "extra ==" not in r}
+    optional = {_name(r) for r in requirements if "extra ==" in r} - set(base) - {"skipgram"}
+    pinned = {name: _installed(name) for name in base}
+    check("base dependencies installed at their pins",
+          all(f"{name}=={have}" == base[name].split(";")[0].strip() for name, have in pinned.items()),
+          ", ".join(f"{name} {have}" for name, have in pinned.items()))
+    present = sorted(name for name in optional if _installed(name))
+    check("no package of the extras installed", not present, present or f"none of {len(optional)}")
 
 
-def _imports(*modules: str) -> bool:
-    import importlib
-    for module in modules:
-        importlib.import_module(module)
-    return True
+def _name(requirement: str) -> str:
+    return re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
 
 
-def serve(baked: bool) -> None:
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def serve(baked: bool, model_dir: Path | None) -> None:
+    from trainer import artifact
+
     env = dict(os.environ)
     if baked:
-        model_dir = Path(env["MODEL_DIR"])
-        check("model baked into the image", (model_dir / "meta.json").is_file(), model_dir)
+        model_dir, what = Path(env["MODEL_DIR"]), "model baked into the image"
     else:
-        model_dir = make_model(Path(tempfile.mkdtemp(prefix="smoke-")) / "model")
-        env["MODEL_DIR"] = str(model_dir)
-        check("tiny model written by trainer.artifact.save", (model_dir / "meta.json").is_file(), model_dir)
-    vocab_size = json.loads((model_dir / "meta.json").read_text())["vocab_size"]
+        model_dir = make_model(model_dir or Path(tempfile.mkdtemp(prefix="smoke-")) / "model")
+        env["MODEL_DIR"], what = str(model_dir), "tiny model written by trainer.artifact.save"
+    try:
+        vocab_size = artifact.verify(model_dir).vocab_size
+    except (artifact.ModelError, OSError) as error:
+        check(what, False, error)
+        return
+    check(what, True, f"{model_dir}: {vocab_size} words")
     port = free_port()
     env["PORT"] = str(port)
     log_path = Path(tempfile.mkdtemp(prefix="smoke-log-")) / "gunicorn.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(COMMAND, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        if check("server answers /healthz", wait_healthy(server, port), f"port {port}, pid {server.pid}"):
+        healthy = wait_healthy(server, port)
+        detail = f"port {port}, pid {server.pid}" if healthy else first_error(log_path.read_text(errors="replace"))
+        if check("server answers /healthz", healthy, detail):
             query(server, port, vocab_size)
     finally:
         stop(server)
@@ -136,6 +157,12 @@ def serve(baked: bool) -> None:
         check("server log shows no traceback", "Traceback" not in log_text)
         if failures:
             print("---- gunicorn log ----\n" + log_text + "---- end of log ----", flush=True)
+
+
+def first_error(log_text: str) -> str:
+    """The first exception line of the server's log (e.g. "ModuleNotFoundError: ..."), or its last line."""
+    lines = log_text.strip().splitlines() or ["(empty log)"]
+    return next((line for line in lines if re.match(r"\w+(Error|Exception)\b.*:", line)), lines[-1])
 
 
 def wait_healthy(server: subprocess.Popen, port: int) -> bool:
@@ -219,17 +246,11 @@ def stop(server: subprocess.Popen) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("make-model", help="write a tiny model folder")
-    make.add_argument("path", type=Path)
-    run = commands.add_parser("serve", help="check the image, serve a model, query it")
-    run.add_argument("--baked", action="store_true", help="serve the model baked into the image")
+    parser.add_argument("--baked", action="store_true", help="serve the model baked into the image")
+    parser.add_argument("--model-dir", type=Path, help="where to write the tiny model (default: a temporary folder)")
     args = parser.parse_args(argv)
-    if args.command == "make-model":
-        print(f"wrote {make_model(args.path)}")
-        return 0
     check_image()
-    serve(args.baked)
+    serve(args.baked, args.model_dir)
     print(f"smoke test: {'FAILED: ' + '; '.join(failures) if failures else 'all checks passed'}", flush=True)
     return 1 if failures else 0
 

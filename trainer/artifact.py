@@ -97,6 +97,9 @@ def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=N
             dim=int(arrays[INPUT_FILE].shape[1]), has_output_vectors=OUTPUT_FILE in arrays,
             saved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=files)
         _write_bytes(tmp / META_FILE, json.dumps(full_meta, indent=2, sort_keys=True).encode() + b"\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would lock out a server running as another user
         _fsync_dir(tmp)
         _swap_into_place(tmp, path)
     except BaseException:
