@@ -13,6 +13,7 @@ server share the pages) and verifies everything but the checksums, which `verify
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -299,6 +300,23 @@ def _read_array(target: Path, shape: tuple[int, int], mmap: bool) -> np.ndarray:
     return array
 
 
+@contextlib.contextmanager
+def atomic_file(out: str | os.PathLike):
+    """Open a binary file whose content appears at `out` only once the block completes: written to a
+    temporary sibling, fsynced, then renamed into place; removed instead if the block raises."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 # ------------------------------------------------------------------------ word2vec text and binary files
 
 def export_word2vec(model: Model, out: str | os.PathLike, *, binary: bool | None = None) -> Path:
@@ -307,22 +325,13 @@ def export_word2vec(model: Model, out: str | os.PathLike, *, binary: bool | None
     defaults to True for a .bin suffix. Written to a temporary sibling, then renamed into place."""
     out = Path(out)
     binary = out.suffix == ".bin" if binary is None else binary
-    vectors = model.input_vectors
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(f"{model.vocab_size} {model.dim}\n".encode())
-            for word, row in zip(model.words, vectors):
-                if binary:
-                    f.write(word.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
-                else:
-                    f.write((word + " " + " ".join(f"{x:.7g}" for x in row.tolist()) + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(out) as f:
+        f.write(f"{model.vocab_size} {model.dim}\n".encode())
+        for word, row in zip(model.words, model.input_vectors):
+            if binary:
+                f.write(word.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
+            else:
+                f.write((word + " " + " ".join(f"{x:.7g}" for x in row.tolist()) + "\n").encode())
     return out
 
 

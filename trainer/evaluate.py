@@ -286,17 +286,8 @@ def format_report(results: dict) -> str:
 
 def _write_json(results: dict, out: Path) -> None:
     """Write `results` to `out` through a temporary sibling and a rename."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with artifact.atomic_file(out) as f:
+        f.write((json.dumps(results, indent=2) + "\n").encode("utf-8"))
 
 
 def _error(message: str) -> int:

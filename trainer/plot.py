@@ -205,16 +205,8 @@ def _save_png(fig, out) -> Path:
     """Render `fig` as PNG into a temporary sibling of `out`, then rename it into place."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with artifact.atomic_file(out) as f:
+        fig.savefig(f, format="png", dpi=DPI)
     return out
 
 
