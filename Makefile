@@ -60,8 +60,11 @@ $(VENV)/.%: pyproject.toml constraints.txt | $(VENV)/.base
 docker-test:
 	bash scripts/docker-test.sh
 
+# The benchmarks read ../shared/data by default (DATA=... to point elsewhere).
+DATA ?= ../shared/data
+
 bench-train: $(VENV)/.bench
-	$(PY) bench/train_vs_gensim.py --corpus $(CORPUS)
+	$(PY) bench/train_vs_gensim.py --corpus $(DATA)/enwiki-sample.txt --data $(DATA) --repeats 3
 
 bench-serve: $(VENV)/.bench
 	$(PY) bench/serve_load.py

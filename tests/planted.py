@@ -39,3 +39,20 @@ def group_precision(words, vectors, k: int = MEMBERS - 1) -> float:
     nearest = np.argsort(-sims, axis=1)[:, :k]
     groups = np.arange(len(names)) // MEMBERS
     return float((groups[nearest] == groups[:, None]).mean())
+
+
+def write_planted_single_line(path: Path, n_tokens: int, segment: int = 50, seed: int = 0) -> Path:
+    """The same structure as a text8-style file: n_tokens words on one line with no newline at all, in
+    stretches of `segment` words of one group each. Written in pieces, never held as one string."""
+    rng = np.random.default_rng(seed)
+    table = np.array([[member(g, m) for m in range(MEMBERS)] + [f"g{g}c{c}" for c in range(CONTEXTS)]
+                      for g in range(GROUPS)])
+    piece = 1_000_000
+    with open(path, "w") as out:
+        for lo in range(0, n_tokens, piece):
+            n = min(piece, n_tokens - lo)
+            groups = np.repeat(rng.integers(GROUPS, size=n // segment + 1), segment)[:n]
+            slots = np.where(rng.random(n) < 0.4, rng.integers(MEMBERS, size=n),
+                             MEMBERS + rng.integers(CONTEXTS, size=n))
+            out.write((" " if lo else "") + " ".join(table[groups, slots].tolist()))
+    return path

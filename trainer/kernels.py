@@ -7,8 +7,12 @@ Conventions shared by every kernel:
   starts int64 (S+1,)    sentence s of the job is tokens[starts[s]:starts[s+1]]
   keep   float32 (V,)    subsampling keep probability of each word
   accept float32 (V,), alias int32 (V,)  Walker alias table of the noise distribution (count^0.75)
-Every update is the exact gradient step of the window loss of trainer/objectives.py: all scores of a
-window are computed from the parameters as they were before the window's update, then applied.
+Every update is the exact gradient step of a window loss built from the pair objectives of
+trainer/objectives.py: all scores of a window are computed from the parameters as they were before the
+window's update, then applied. The naive softmax trains each window from its centre word (v_c against the
+outputs of its context words); negative sampling trains it from its context words, as word2vec.c and
+gensim do (each v_o against the output of the centre word and K shared negatives). Over a corpus both sum
+the same pair objective: a window of random reach includes the pair (c, o) as likely as (o, c).
 Kernels release the GIL (nogil) so that several Python threads train at once, lock-free (Hogwild).
 """
 from __future__ import annotations
@@ -80,40 +84,54 @@ def _dot(a, b):
     return s
 
 
-@njit(nogil=True, cache=True, fastmath=True)
-def sgns_update(center, contexts, n_contexts, negatives, w_in, w_out, alpha, coef, grad_v):
-    """One negative-sampling step for a centre word and its window, with K negatives shared by the window.
+@njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _output_row(k, target, negatives):
+    """Output k of a negative-sampling window: 0 is the positive word, 1..K the negatives."""
+    return target if k == 0 else negatives[k - 1]
 
-    contexts int32 (>= n_contexts,), negatives int32 (K,); coef float32 (n_contexts + K,) and
-    grad_v float32 (N,) are scratch. The window loss is
-        J = sum_j [ -log s(u_oj . v_c) - sum_k log s(-u_k . v_c) ]
-    and the step is v_c -= alpha dJ/dv_c, u_w -= alpha dJ/du_w, all gradients taken before any update.
-    Returns J (float64).
+
+@njit(nogil=True, cache=True, fastmath=True)
+def sgns_update(target, contexts, n_contexts, negatives, w_in, w_out, alpha, coef, grad_out):
+    """One negative-sampling step for the window around one occurrence of `target`, from the context side.
+
+    Each context word o_j of the window takes the centre-word role of the pair objective with `target` as
+    its positive word, and the K negatives are drawn once for the window and shared by its context words
+    (Ji et al. 2016). The window loss is
+        J = sum_j [ -log s(u_t . v_oj) - sum_k log s(-u_k . v_oj) ]
+    and the step is v_oj -= alpha dJ/dv_oj, u_w -= alpha dJ/du_w, all gradients taken before any update.
+    contexts int32 (>= n_contexts,), negatives int32 (K,); coef float32 (>= n_contexts, K + 1) and
+    grad_out float32 (K + 1, N) are scratch. Returns J (float64).
     """
-    v = w_in[center]
-    n_neg = negatives.shape[0]
+    n_out = negatives.shape[0] + 1
     loss = 0.0
     for j in range(n_contexts):
-        f = np.float64(_dot(w_out[contexts[j]], v))
-        coef[j] = alpha * (1.0 - _sigmoid(f))
-        loss -= _log_sigmoid(f)
-    for k in range(n_neg):
-        f = np.float64(_dot(w_out[negatives[k]], v))
-        coef[n_contexts + k] = -alpha * n_contexts * _sigmoid(f)
-        loss -= n_contexts * _log_sigmoid(-f)
-    grad_v[:] = 0.0
-    for j in range(n_contexts + n_neg):
-        u = w_out[contexts[j]] if j < n_contexts else w_out[negatives[j - n_contexts]]
-        g = coef[j]
-        for i in range(v.shape[0]):
-            grad_v[i] += g * u[i]
-    for j in range(n_contexts + n_neg):
-        u = w_out[contexts[j]] if j < n_contexts else w_out[negatives[j - n_contexts]]
-        g = coef[j]
-        for i in range(v.shape[0]):
-            u[i] += g * v[i]
-    for i in range(v.shape[0]):
-        v[i] += grad_v[i]
+        v = w_in[contexts[j]]
+        for k in range(n_out):
+            f = np.float64(_dot(w_out[_output_row(k, target, negatives)], v))
+            if k == 0:
+                coef[j, k] = alpha * (1.0 - _sigmoid(f))
+                loss -= _log_sigmoid(f)
+            else:
+                coef[j, k] = -alpha * _sigmoid(f)
+                loss -= _log_sigmoid(-f)
+    grad_out[:] = 0.0
+    for j in range(n_contexts):  # the outputs' steps, from the inputs as they were
+        v = w_in[contexts[j]]
+        for k in range(n_out):
+            g = coef[j, k]
+            for i in range(v.shape[0]):
+                grad_out[k, i] += g * v[i]
+    for j in range(n_contexts):  # the inputs' steps, from the outputs as they still are
+        v = w_in[contexts[j]]
+        for k in range(n_out):
+            u = w_out[_output_row(k, target, negatives)]
+            g = coef[j, k]
+            for i in range(v.shape[0]):
+                v[i] += g * u[i]
+    for k in range(n_out):
+        u = w_out[_output_row(k, target, negatives)]
+        for i in range(u.shape[0]):
+            u[i] += grad_out[k, i]
     return loss
 
 
@@ -190,8 +208,8 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
     kept = np.empty(longest, dtype=np.int32)
     contexts = np.empty(2 * window, dtype=np.int32)
     negatives = np.empty(negative, dtype=np.int32)
-    coef = np.empty(2 * window + negative, dtype=np.float32)
-    grad_v = np.empty(w_in.shape[1], dtype=np.float32)
+    coef = np.empty((2 * window, negative + 1), dtype=np.float32)
+    grad_out = np.empty((negative + 1, w_in.shape[1]), dtype=np.float32)
     n_words, n_vocab = tokens.shape[0], accept.shape[0]
     loss, pairs = 0.0, 0
     for s in range(starts.shape[0] - 1):
@@ -204,7 +222,7 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
             for k in range(negative):
                 r = _below(state, n_vocab)
                 negatives[k] = r if _uniform(state) < accept[r] else alias[r]
-            loss += sgns_update(kept[i], contexts, m, negatives, w_in, w_out, alpha, coef, grad_v)
+            loss += sgns_update(kept[i], contexts, m, negatives, w_in, w_out, alpha, coef, grad_out)
             pairs += m
     return loss, pairs
 

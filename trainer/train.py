@@ -208,8 +208,8 @@ def _monitor(threads, schedule: _Schedule, progress) -> tuple[list, int]:
     """Runs in the main thread until the workers end: progress, per-epoch lines, loss history points."""
     history, reported, next_mark = [], 0, 0
     step = max(1, schedule.total_words // 100)
-    while any(t.is_alive() for t in threads):
-        time.sleep(0.1)
+    while alive := [t for t in threads if t.is_alive()]:
+        alive[0].join(0.1)  # returns as soon as the last worker ends, so the timing is not rounded up
         done = schedule.words_done
         if done >= next_mark:
             loss = schedule.take_recent_loss()

@@ -18,23 +18,35 @@ def _reference_step(center, contexts, w_in, w_out, alpha, objective, negatives=N
     return loss, w_in - alpha * grad_in, w_out - alpha * grad_out
 
 
+def _reference_context_side_step(target, contexts, w_in, w_out, alpha, negatives):
+    """Negative sampling from the context side: each context word o is the centre of the pair (o, target)."""
+    V_in, U = w_in.astype(np.float64), w_out.astype(np.float64)
+    loss, grad_in, grad_out = 0.0, np.zeros_like(V_in), np.zeros_like(U)
+    for o in contexts:
+        loss_o, grad_v_o, grad_U_o = objectives.neg_sampling_loss_and_gradient(V_in[o], target, U, negatives)
+        loss += loss_o
+        grad_in[o] += grad_v_o
+        grad_out += grad_U_o
+    return loss, w_in - alpha * grad_in, w_out - alpha * grad_out
+
+
 @pytest.mark.parametrize("contexts, negatives", [
     ([3], [5, 6, 7]),                      # a window of one
     ([1, 2, 3, 4], [5, 6, 7, 8, 9]),       # a full window
     ([1, 2, 2, 4], [5, 5, 7]),             # a repeated context word and a negative drawn twice
-    ([1, 2, 3], [2, 9, 10]),               # a negative equal to a context word
+    ([1, 2, 3], [0, 9, 10]),               # a negative equal to the positive (centre) word
+    ([0, 2, 3], [4, 9, 10]),               # the centre word among its own contexts
 ])
 def test_sgns_update_equals_reference(contexts, negatives):
     w_in, w_out = _params()
-    center, alpha = 0, 0.05
-    loss, want_in, want_out = _reference_step(center, contexts, w_in, w_out, alpha,
-                                              objectives.neg_sampling_loss_and_gradient,
-                                              np.array(negatives))
+    target, alpha = 0, 0.05
+    loss, want_in, want_out = _reference_context_side_step(target, contexts, w_in, w_out, alpha,
+                                                           np.array(negatives))
     ctx = np.array(contexts + [0, 0], dtype=np.int32)  # padding past n_contexts must be ignored
     neg = np.array(negatives, dtype=np.int32)
-    coef = np.empty(len(ctx) + len(neg), np.float32)
-    got = kernels.sgns_update(center, ctx, len(contexts), neg, w_in, w_out, np.float32(alpha), coef,
-                              np.empty(w_in.shape[1], np.float32))
+    coef = np.empty((len(ctx), len(neg) + 1), np.float32)
+    got = kernels.sgns_update(target, ctx, len(contexts), neg, w_in, w_out, np.float32(alpha), coef,
+                              np.empty((len(neg) + 1, w_in.shape[1]), np.float32))
     assert got == pytest.approx(loss, rel=1e-5)
     np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)

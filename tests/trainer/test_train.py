@@ -120,3 +120,15 @@ def test_non_utf8_bytes_and_gzip_train(tmp_path):
     corpus.write_bytes(gzip.compress(text.replace(b"g0c1", b"g0c1\xff\xfe", 50)))
     assert _train(corpus, tmp_path / "m") == 0
     assert artifact.verify(tmp_path / "m").vocab_size > 30
+
+
+def test_a_ten_million_token_single_line_trains(tmp_path):
+    from tests.planted import write_planted_single_line
+    corpus = write_planted_single_line(tmp_path / "line.txt", 10_000_000)
+    assert b"\n" not in corpus.read_bytes()
+    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--dim", "24", "--epochs", "1",
+                 "--min-count", "1", "--quiet"]) == 0
+    model = artifact.verify(tmp_path / "m")
+    assert model.meta["corpus"]["raw_tokens"] == 10_000_000
+    assert model.meta["training"]["epochs_done"] == 1
+    assert group_precision(model.words, model.input_vectors) >= 0.9
