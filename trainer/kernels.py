@@ -196,17 +196,22 @@ def _gather_window(kept, n_kept, i, window, state, contexts):
     return m
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _window_buffers(starts, window):
+    """Scratch for a job: the kept words of its longest sentence, and one window's context words."""
+    longest = 0
+    for s in range(starts.shape[0] - 1):
+        longest = max(longest, starts[s + 1] - starts[s])
+    return np.empty(longest, dtype=np.int32), np.empty(2 * window, dtype=np.int32)
+
+
 @njit(nogil=True, cache=True)
 def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative, alpha_lo, alpha_hi,
              seed):
     """Train negative sampling over one job's sentences. The learning rate falls linearly from alpha_lo
     at the job's first word to alpha_hi at its last. Returns (summed loss float64, centre-context pairs trained)."""
     state = seed_state(seed)
-    longest = 0
-    for s in range(starts.shape[0] - 1):
-        longest = max(longest, starts[s + 1] - starts[s])
-    kept = np.empty(longest, dtype=np.int32)
-    contexts = np.empty(2 * window, dtype=np.int32)
+    kept, contexts = _window_buffers(starts, window)
     negatives = np.empty(negative, dtype=np.int32)
     coef = np.empty((2 * window, negative + 1), dtype=np.float32)
     grad_out = np.empty((negative + 1, w_in.shape[1]), dtype=np.float32)
@@ -232,11 +237,7 @@ def naive_softmax_job(tokens, starts, w_in, w_out, keep, window, alpha_lo, alpha
     """Train the exact softmax over one job's sentences (same sampling and schedule as sgns_job).
     Returns (summed loss float64, centre-context pairs trained)."""
     state = seed_state(seed)
-    longest = 0
-    for s in range(starts.shape[0] - 1):
-        longest = max(longest, starts[s + 1] - starts[s])
-    kept = np.empty(longest, dtype=np.int32)
-    contexts = np.empty(2 * window, dtype=np.int32)
+    kept, contexts = _window_buffers(starts, window)
     probs = np.empty(w_out.shape[0], dtype=np.float64)
     grad_v = np.empty(w_in.shape[1], dtype=np.float32)
     n_words = tokens.shape[0]
