@@ -66,7 +66,13 @@ DATA ?= ../shared/data
 bench-train: $(VENV)/.bench
 	$(PY) bench/train_vs_gensim.py --corpus $(DATA)/enwiki-sample.txt --data $(DATA) --repeats 3
 
+# The load generator, from Debian (bookworm), installed when missing.
+WRK_VERSION := 4.1.0-3+b2
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 bench-serve: $(VENV)/.bench
+	command -v wrk >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends wrk=$(WRK_VERSION); }
 	$(PY) bench/serve_load.py
 
 clean:

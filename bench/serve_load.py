@@ -1,6 +1,7 @@
 """Load test of the embedding service under gunicorn on loopback, beside a gensim baseline and a ceiling.
 
     python bench/serve_load.py [--model PATH] [--duration 3] [--repeat 2] [--concurrency 1,8,32]
+    python bench/serve_load.py [--model PATH] --recall-only
 
 Every server runs with service/gunicorn.conf.py (same workers, same worker class, same access log) on
 127.0.0.1, and is driven by wrk (Debian package `wrk`) with a Lua script that rotates over requests for
@@ -9,6 +10,9 @@ KeyedVectors.most_similar inside a Flask view. The ceiling is a Flask view answe
 the size of the service's answer: what gunicorn + Flask allow at all on this machine.
 Without --model, a synthetic 100,000 x 100 model of clustered random vectors is written to a temporary
 folder (deterministic, so the derived-data cache in --cache-dir is reused from one run to the next).
+Last, the recall@10 of INDEX=hnsw against the exact index is measured over the whole vocabulary (up to
+--recall-words) through service.embeddings, with the service's settings (SKIPGRAM_HNSW_* from the
+environment); --recall-only measures just that, without wrk or servers.
 """
 from __future__ import annotations
 
@@ -176,11 +180,11 @@ def _lua(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
-def compare_answers(service: str, other: str, words: list[str]) -> tuple[int, float]:
-    """(words with the same answer, mean recall@10) of `service` against `other` for /similar. Same answer:
-    the same words with scores within 1e-5, in the same order but for neighbours whose scores differ by
-    less than 1e-6 (float32 rounding decides their order, and two exact programs may round differently)."""
-    same, recall = 0, []
+def same_answers(service: str, other: str, words: list[str]) -> int:
+    """Words for which `service` and `other` give the same answer to /similar: the same words with scores
+    within 1e-5, in the same order but for neighbours whose scores differ by less than 1e-6 (float32
+    rounding decides their order, and two exact programs may round differently)."""
+    same = 0
     for word in words:
         a, b = (requests.get(f"{base}/similar", params={"word": word, "k": 10}, timeout=10).json()["neighbors"]
                 for base in (service, other))
@@ -189,19 +193,39 @@ def compare_answers(service: str, other: str, words: list[str]) -> tuple[int, fl
         same += (len(a) == len(b) and {n["word"] for n in a} == {n["word"] for n in b}
                  and np.allclose(scores_a, scores_b, atol=1e-5) and all(
                      abs(scores_a[i] - scores_a[j]) < 1e-6 for i in swapped for j in swapped))
-        recall.append(len({n["word"] for n in a} & {n["word"] for n in b}) / 10)
-    return same, float(np.mean(recall))
+    return same
+
+
+def hnsw_recall(model_dir: Path, cache_dir: Path, size: int) -> str:
+    """Mean recall@10 of the service's HNSW answers to /similar?word= against its exact ones, over every
+    vocabulary word (a random sample of `size` words in larger vocabularies): the service's own code
+    (service.embeddings) with its settings, reading (or first building) the derived data in `cache_dir`."""
+    from service import settings
+    from service.embeddings import Embeddings
+
+    config = settings.load({"MODEL_DIR": str(model_dir), "CACHE_DIR": str(cache_dir)})
+    model, threads = artifact.load(model_dir), len(os.sched_getaffinity(0))
+    exact, hnsw = (Embeddings(model, {**config, "INDEX": kind}, build_threads=threads) for kind in ("flat", "hnsw"))
+    words = random.Random(2).sample(model.words, min(size, model.vocab_size))
+    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in hnsw.similar(word, 10)}) / 10
+                      for word in words])
+    m, ef_construction, ef_search = (config[f"HNSW_{name}"] for name in ("M", "EF_CONSTRUCTION", "EF_SEARCH"))
+    return (f"HNSW recall@10 against the exact index: {recall:.4f} over {len(words)} of {model.vocab_size} words "
+            f"(M={m}, efConstruction={ef_construction}, efSearch={ef_search})")
 
 
 # ---------------------------------------------------------------------------------------- report
 
 def run(args, tmp: Path) -> None:
     model_dir = Path(args.model) if args.model else synthetic_model(tmp, args.words, args.dim)
+    if args.recall_only:
+        print(hnsw_recall(model_dir, args.cache_dir, args.recall_words))
+        return
     model = artifact.load(model_dir)
     env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(args.cache_dir),
            "WEB_CONCURRENCY": str(args.workers)}
     log, loads = tmp / "gunicorn.log", workload(list(model.words), model.dim)
-    sample = random.Random(1).sample(list(model.words), min(1000, model.vocab_size))
+    sample = random.Random(1).sample(list(model.words), min(300, model.vocab_size))
     print(f"model: {model_dir} ({model.vocab_size} words x {model.dim}); {args.workers} workers; "
           f"best of {args.repeat} x {args.duration:g} s per cell; load average before: {os.getloadavg()[0]:.1f}",
           flush=True)
@@ -219,8 +243,7 @@ def run(args, tmp: Path) -> None:
         (tmp / "bodies.json").write_text(json.dumps(bodies))
         servers["ceiling"] = Server("serve_load:ceiling_app()", {**env, "CEILING_BODIES": str(tmp / "bodies.json")},
                                     log)
-        same, _ = compare_answers(servers["flat"].base, servers["baseline"].base, sample[:300])
-        _, recall = compare_answers(servers["hnsw"].base, servers["flat"].base, sample)
+        same = same_answers(servers["flat"].base, servers["baseline"].base, sample)
         results = measure_all(servers, loads, args, tmp)
     finally:
         for server in servers.values():
@@ -230,9 +253,9 @@ def run(args, tmp: Path) -> None:
           f"when not cached)")
     print_table(results, args.concurrency)
     print(f"\nsame answers as gensim most_similar (words, order up to float32 ties, scores within 1e-5): "
-          f"{same}/{min(300, len(sample))} words")
-    print(f"HNSW recall@10 against the exact index: {recall:.4f} over {len(sample)} words")
+          f"{same}/{len(sample)} words")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(hnsw_recall(model_dir, args.cache_dir, args.recall_words), flush=True)
 
 
 def measure_all(servers: dict, loads: dict, args, scripts: Path) -> dict:
@@ -257,17 +280,18 @@ def measure_all(servers: dict, loads: dict, args, scripts: Path) -> dict:
 
 
 def print_table(results: dict, levels: list[int]) -> None:
-    header = (f"{'endpoint':34} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+    labels = list(dict.fromkeys(label for label, _ in results))
+    width = max(map(len, labels))
+    header = (f"{'endpoint':{width}} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
               f"{'x baseline':>10} {'of ceiling':>10}")
     print("\n" + header + "\n" + "-" * len(header))
-    labels = list(dict.fromkeys(label for label, _ in results))
     for label in labels:
         for c in levels:
             r = results[label, c]
             base = results["baseline: gensim most_similar", c]["rps"]
             ceiling = results.get(("ceiling for " + label.replace("(HNSW)", "(exact)"), c))
             of_ceiling = f"{r['rps'] / ceiling['rps']:.2f}" if ceiling and not label.startswith("ceiling") else ""
-            print(f"{label:34} {c:>4} {r['rps']:>7.0f} {r['p50_us'] / 1000:>7.2f} {r['p99_us'] / 1000:>7.2f} "
+            print(f"{label:{width}} {c:>4} {r['rps']:>7.0f} {r['p50_us'] / 1000:>7.2f} {r['p99_us'] / 1000:>7.2f} "
                   f"{r['errors']:>6} {r['rps'] / base:>10.2f} {of_ceiling:>10}")
 
 
@@ -283,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated connection counts")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "serve_load",
                         help="the service's cache of derived data (tables, HNSW index), kept between runs")
+    parser.add_argument("--recall-words", type=int, default=100_000,
+                        help="HNSW recall: words compared (the whole vocabulary when smaller)")
+    parser.add_argument("--recall-only", action="store_true",
+                        help="measure only the HNSW recall: no servers, no load")
     args = parser.parse_args(argv)
-    if not shutil.which("wrk"):
-        print("error: wrk not found (Debian: apt-get install wrk)", file=sys.stderr)
+    if not args.recall_only and not shutil.which("wrk"):
+        print("error: wrk not found (`make bench-serve` installs the Debian package)", file=sys.stderr)
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="serve_load-"))
     started = time.perf_counter()

@@ -4,7 +4,8 @@ An exact answer for a vocabulary word depends on the model only, never on the re
 computes every word's answer once in batched matrix products (far cheaper per word than one query at a
 time) and keeps the result in a cache folder named after the model files' checksums. Workers memory-map the
 files, so two workers hold one copy. `python -m service.precompute` builds them with every core;
-gunicorn.conf.py runs it before the workers start.
+gunicorn.conf.py runs it before the workers start. It then removes the entries left by earlier contents of
+the same model folder (a model retrained in place): see remove_stale.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -39,11 +41,62 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(vectors / safe[:, None], dtype=np.float32), norms
 
 
+# In each cache entry: the model folders (absolute paths, one a line) it was built or used for.
+MODELS_FILE = "models.txt"
+
+
 def cache_folder(model: artifact.Model, cache_dir: str | os.PathLike) -> Path:
     """One folder per model contents: named by the checksums meta.json records for the model's files, on
     which alone the derived data depends (a model saved again unchanged finds its old tables)."""
-    digest = hashlib.sha256(json.dumps(model.meta["files"], sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache_dir) / f"{model.path.name}-{digest}"
+    return Path(cache_dir) / f"{model.path.name}-{_digest(model.meta['files'])}"
+
+
+def _digest(files: dict) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def remove_stale(model: artifact.Model, cache_dir: str | os.PathLike) -> list[Path]:
+    """Record that the model's cache entry serves this model folder, then delete every other entry built
+    for this folder that no folder it served still matches: what earlier contents of a retrained model
+    left. An entry still matched by some folder (a copy of the model elsewhere, maybe being served) is
+    kept, and so is an entry with no record. Returns the folders deleted."""
+    here = os.path.abspath(model.path)  # the path the service was given: a symlink may be repointed
+    current = cache_folder(model, cache_dir)
+    if not Path(cache_dir).is_dir():  # nothing was ever cached there
+        return []
+    try:
+        if current.is_dir() and here not in _served(current):
+            with open(current / MODELS_FILE, "a", encoding="utf-8") as f:  # appends of one line do not mix
+                f.write(here + "\n")
+        entries = sorted(Path(cache_dir).iterdir())
+    except OSError as exc:
+        log.warning("cannot tidy the cache in %s (%s)", cache_dir, exc)
+        return []
+    removed = []
+    for entry in entries:
+        served = _served(entry)
+        if entry != current and here in served and not any(_matches(entry, path) for path in served):
+            shutil.rmtree(entry, ignore_errors=True)  # workers that map its files keep reading them
+            if not entry.exists():
+                log.info("removed %s, derived from earlier contents of %s", entry, here)
+                removed.append(entry)
+    return removed
+
+
+def _served(entry: Path) -> set[str]:
+    try:
+        return set((entry / MODELS_FILE).read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
+def _matches(entry: Path, model_dir: str) -> bool:
+    """Whether the model folder now holds the contents `entry` was derived from."""
+    try:
+        files = json.loads((Path(model_dir) / artifact.META_FILE).read_text(encoding="utf-8"))["files"]
+        return entry.name.endswith("-" + _digest(files))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return False
 
 
 # ------------------------------------------------------------------------------------------ the maths
@@ -254,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except (service_settings.SettingsError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    remove_stale(model, config["CACHE_DIR"])
     log.info("%s ready in %.1f s: %s", model.path, time.perf_counter() - started, embeddings.describe())
     return 0
 
