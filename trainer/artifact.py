@@ -83,10 +83,12 @@ def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=N
 
     words: V distinct strings with no tab or newline; counts: (V,) non-negative integers;
     input_vectors, output_vectors: (V, N) finite arrays, stored as float32. `meta` is merged into meta.json.
-    On any failure the temporary folder is removed and an existing model at `path` is untouched.
+    On any failure the temporary folder is removed and an existing model at `path` is untouched; anything
+    else at `path` (a folder that is not a model folder, a file) is refused, never replaced.
     """
     path = Path(path)
     words, counts, arrays = _checked_contents(words, counts, input_vectors, output_vectors)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -107,6 +109,21 @@ def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise ModelError if something other than a model folder exists at `path`: saving replaces model
+    folders (even damaged ones, as long as meta.json names the format), never other folders or files."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        is_model = json.loads((path / META_FILE).read_text(encoding="utf-8")).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        is_model = False
+    if not is_model:
+        raise ModelError(f"{path}: exists and is not a model folder (no {META_FILE} of format {FORMAT_NAME}); "
+                         "it is not replaced: remove it or choose another name")
 
 
 def _checked_contents(words, counts, input_vectors, output_vectors):
@@ -188,8 +205,14 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
         shutil.rmtree(tmp)  # tmp now holds the previous model
     else:  # no renameat2: the old folder is parked beside the new one for the instant between renames
         parked = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        os.rename(path, parked / "model")
-        os.rename(tmp, path)
+        try:
+            os.rename(path, parked / "model")
+            os.rename(tmp, path)
+        except BaseException:
+            if (parked / "model").exists():
+                os.rename(parked / "model", path)  # the previous model goes back where it was
+            parked.rmdir()
+            raise
         shutil.rmtree(parked)
     _fsync_dir(path.parent)
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 CHUNK_BYTES = 1 << 20  # text is read in binary chunks of this size, cut at the last whitespace
-HEAD_BYTES = 1 << 16  # the first bytes checked for NULs ("looks binary") before anything else happens
+HEAD_BYTES = 1 << 16  # the first bytes checked for NULs and non-text ("looks binary") before anything else
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # ASCII bytes never occur inside a UTF-8 multi-byte character
+_CONTROL = bytes(b for b in range(32) if b not in _WHITESPACE) + b"\x7f"  # ASCII bytes text does not hold
 READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip, bz2 and the file system raise these on bad input
 
 
@@ -56,19 +57,29 @@ def read_error(path: Path, error: BaseException) -> CorpusError:
 
 
 def check_corpus(path: str | os.PathLike[str]) -> int:
-    """Raise CorpusError unless ``path`` opens, decompresses and starts like text; returns its size in bytes."""
+    """Raise CorpusError unless ``path`` is a file that opens, decompresses and starts like text; returns
+    its size in bytes. A pipe or a device is refused: the corpus is read twice (this check, then the text)."""
     path, raw, stream = open_stream(path)
     with raw, stream:
         try:
-            size = os.fstat(raw.fileno()).st_size
+            info = os.fstat(raw.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CorpusError(f"corpus is not a regular file (a pipe or a device?), but it must be read "
+                                  f"twice: write it to a file first: {path}")
             head = stream.read(HEAD_BYTES)
         except READ_ERRORS as error:
             raise read_error(path, error) from None
     if b"\0" in head:
         raise CorpusError(f"corpus looks binary (NUL bytes in its first 64 KiB), expected text: {path}")
+    text = head.decode("utf-8", errors="replace")
+    unusable = text.count("\ufffd") + len(head) - len(head.translate(None, _CONTROL))
+    if 4 * unusable > len(text):
+        raise CorpusError(f"corpus looks binary or is not UTF-8 ({unusable / len(text):.0%} of the characters "
+                          f"in its first 64 KiB are invalid UTF-8 or control characters), expected UTF-8 "
+                          f"text: {path}")
     if len(head) < HEAD_BYTES and not head.split():
         raise CorpusError(f"corpus is empty (no tokens): {path}")
-    return size
+    return info.st_size
 
 
 @contextmanager

@@ -9,6 +9,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 from trainer import artifact
 
 OBJECTIVES = ("negative-sampling", "naive-softmax")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _flag(default, help_text, **argparse_options):
@@ -262,7 +265,7 @@ def run_train(args) -> int:
             raise ValueError(f"the naive-softmax objective costs O(V) per word: vocabulary of "
                              f"{len(corpus.vocab)} words exceeds --max-softmax-vocab {config.max_softmax_vocab} "
                              "(raise the limit, raise --min-count, set --max-vocab, or use negative sampling)")
-    except (CorpusError, ValueError, OSError) as exc:
+    except (CorpusError, ValueError, OSError, artifact.ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     mode = Progress.choose_mode(args.quiet)
@@ -270,45 +273,60 @@ def run_train(args) -> int:
     progress.say(f"corpus: {corpus.stats['raw_tokens']:,} tokens, vocabulary {len(corpus.vocab):,} words "
                  f"(min count {config.min_count}), {corpus.stats['kept_tokens']:,} tokens kept")
     stop = threading.Event()
-    signal_code = _stop_on_signals(stop)
-    result = train_vectors(corpus, config, progress, stop)
-    meta = _meta(config, corpus, args.corpus, result)
-    try:
-        artifact.save(out, corpus.vocab.words, corpus.vocab.counts, result.input_vectors,
-                      result.output_vectors, meta)
-    except (OSError, artifact.ModelError) as exc:
-        print(f"error: could not write {out}: {exc}; any previous model there is unchanged", file=sys.stderr)
-        return 1
+    with _stop_on_signals(stop) as signal_code:
+        result = train_vectors(corpus, config, progress, stop)
+        meta = _meta(config, corpus, args.corpus, result)
+        try:
+            artifact.save(out, corpus.vocab.words, corpus.vocab.counts, result.input_vectors,
+                          result.output_vectors, meta)
+        except (OSError, artifact.ModelError) as exc:
+            print(f"error: could not write {out}: {exc}; any previous model there is unchanged", file=sys.stderr)
+            return 1
     progress.say(_summary(out, config, result))
     return signal_code[0] if result.interrupted else 0
 
 
 def _check_writable(out: Path) -> None:
     """Fail before hours of training, not after, when the model cannot be written."""
+    artifact.check_replaceable(out)
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.probe-", dir=parent):
         pass
 
 
-def _stop_on_signals(stop: threading.Event) -> list[int]:
+class _Quit(BaseException):
+    """A second SIGINT/SIGTERM: unwinds the main thread, so that a model folder being written removes its
+    temporary copy, before the process ends by that signal."""
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
     """SIGINT/SIGTERM: the first stops training at the next job boundary and the model is saved, marked
-    with the epochs done; a second one ends the process at once without saving. Returns a holder of the
-    exit code to use (128 + signal number) once one was received."""
+    with the epochs done; a second one ends the process at once without saving. Yields a holder of the
+    exit code to use (128 + signal number) once one was received; the previous handlers return on exit."""
     code = [0]
 
     def handler(signum, frame):
         if stop.is_set():
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+            for each in STOP_SIGNALS:
+                signal.signal(each, signal.SIG_DFL)  # a third signal ends the process even while cleaning up
+            raise _Quit(signum)
         code[0] = 128 + signum
         stop.set()
         print(f"\n{signal.Signals(signum).name}: stopping at the next safe point and saving what was "
               "trained (send it again to quit without saving)", file=sys.stderr)
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, handler)
-    return code
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield code
+    except _Quit as second:
+        signal.raise_signal(second.args[0])  # its default action is back: the process ends here
+        raise
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _meta(config: TrainConfig, corpus, corpus_path, result: TrainResult) -> dict:
