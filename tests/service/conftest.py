@@ -1,17 +1,26 @@
-"""Fixtures for the service tests: small model folders, the app, and a client that checks every response
-against the OpenAPI description the service publishes."""
+"""Fixtures for the service tests: small model folders, the app, a client that checks every response
+against the OpenAPI description the service publishes, and the service under real gunicorn."""
 from __future__ import annotations
 
+import glob
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import jsonschema_rs
 import numpy as np
 import pytest
+import requests
 
 from service import create_app
 from trainer import artifact
 
+ROOT = Path(__file__).resolve().parents[2]
 VOCAB = 600
 DIM = 16
 # Words that exercise encodings; none holds a comma, which separates words in ?positive=a,b.
@@ -136,3 +145,68 @@ def checked_client(conforms):
 @pytest.fixture
 def client(app, checked_client):
     return checked_client(app)
+
+
+# ------------------------------------------------------------------------------------ real gunicorn
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """gunicorn with service/gunicorn.conf.py and two workers (unless `env` says otherwise) serving
+    `model_dir` on a free loopback port; its access and error logs go to `logs`."""
+
+    def __init__(self, model_dir, logs: Path, **env):
+        port = free_port()
+        self.base, self.logs = f"http://127.0.0.1:{port}", logs
+        env = {**os.environ, "MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(logs / "cache"),
+               "WEB_CONCURRENCY": "2", **env}
+        command = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py",
+                   "--bind", f"127.0.0.1:{port}", "service:create_app()"]
+        with open(logs / "access.log", "wb") as out, open(logs / "error.log", "wb") as err:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+
+    def wait_ready(self, limit: float = 60) -> Gunicorn:
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None, (self.logs / "error.log").read_text()
+            assert time.monotonic() < deadline, "gunicorn did not become ready"
+            time.sleep(0.2)
+
+    def workers(self) -> set[int]:
+        """The master's child processes: its workers, once it is ready."""
+        return {int(pid) for name in glob.glob(f"/proc/{self.process.pid}/task/*/children")
+                for pid in Path(name).read_text().split()}
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(model_dir, tmp_path_factory):
+    """The small model under gunicorn, ready, shared by the tests that only send it requests."""
+    running = Gunicorn(model_dir, tmp_path_factory.mktemp("gunicorn")).wait_ready()
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path):
+    """start_gunicorn(model_dir, **env) -> Gunicorn, logging to tmp_path; stopped after the test."""
+    started = []
+
+    def start(model_dir, **env) -> Gunicorn:
+        started.append(Gunicorn(model_dir, tmp_path, **env))
+        return started[-1]
+    yield start
+    for running in started:
+        running.stop()

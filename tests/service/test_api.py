@@ -158,7 +158,7 @@ def test_analogy_that_cancels_out_is_400(client):
 
 DEEP = "[" * 10_000 + "]" * 10_000
 BAD_BODIES = [
-    b"", b"not json", b"{", b"[]", b'"words"', b"1", b"null", b"true", DEEP.encode(),
+    b"", b"{}", b"not json", b"{", b"[]", b'"words"', b"1", b"null", b"true", DEEP.encode(),
     b'{"a":' * 10_000 + b"1" + b"}" * 10_000, b"\xff\xfe\x00", b'{"words": NaN}', b'{"words": [Infinity]}',
     b'{"words": ["a"], "extra": 1}', b'{"vector": [1], "words": ["a"]}',
 ]
@@ -187,6 +187,17 @@ def test_body_over_the_limit(make_app, conforms, path):
     conforms(response, "POST", path)
 
 
+@pytest.mark.parametrize("path", ["/vector", "/similar"])
+def test_a_10_mb_body_is_refused(client, path):
+    data = b'{"words": ["' + b"a" * (10 << 20) + b'"]}'
+    assert client.post(path, data=data, content_type="application/json").status_code == 413
+
+
+def test_hostile_words_in_a_body_are_only_unknown(client):
+    words = ["\x00", "king\x00", "\x07\x1b", "\u202eking", "\u200fשלום"]  # NUL, control, right-to-left
+    assert client.post("/vector", json={"words": words}).body == {"vectors": {}, "missing": words}
+
+
 @pytest.mark.parametrize("words", [
     "king", {"a": 1}, None, [1], [None], [["king"]], [""], ["a" * 101], ["a" * 100_000], ["king"] * 1001,
 ])
@@ -203,8 +214,8 @@ def test_bad_vectors(client, model, make):
     assert client.post("/similar", json={"vector": make(model.dim)}).status_code == 400
 
 
-@pytest.mark.parametrize("raw", ["1e999", "-1e999", "1" + "0" * 400])
-def test_vector_numbers_beyond_float_range(client, model, raw):
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1" + "0" * 400])
+def test_non_finite_vector_numbers(client, model, raw):
     data = '{"vector": [' + ",".join([raw] + ["1.0"] * (model.dim - 1)) + "]}"
     assert client.post("/similar", data=data, content_type="application/json").status_code == 400
 
@@ -236,11 +247,16 @@ def test_limits_come_from_the_environment(monkeypatch, model_dir, cache_dir, con
     monkeypatch.setenv("SKIPGRAM_MAX_K", "5")
     monkeypatch.setenv("SKIPGRAM_MAX_WORD_LENGTH", "4")
     monkeypatch.setenv("SKIPGRAM_MAX_BATCH_WORDS", "2")
+    monkeypatch.setenv("SKIPGRAM_MAX_CONTENT_LENGTH", "100")
     client = create_app().test_client()
     assert client.get("/similar?word=king&k=5").status_code == 200
     assert client.get("/similar?word=king&k=6").status_code == 400
     assert client.get("/similar?word=king").get_json()["k"] == 5  # the default k is capped too
     assert client.get("/vector?word=queen").status_code == 400  # 5 characters
     assert client.post("/vector", json={"words": ["a", "b", "c"]}).status_code == 400
+    assert client.post("/vector", json={"words": ["abcd"] * 2}).status_code == 200
+    assert client.post("/vector", json={"words": ["abcd"] * 2, "pad": " " * 100}).status_code == 413
+    assert client.get("/readyz").get_json()["limits"] == {
+        "max_k": 5, "max_word_length": 4, "max_batch_words": 2, "max_content_length": 100}
     doc = client.get("/openapi.json").get_json()
     assert doc["components"]["parameters"]["k"]["schema"]["maximum"] == 5

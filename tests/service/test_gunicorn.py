@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,42 +18,6 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gunicorn(model_dir, cache_dir, port: int, log_dir: Path, **env) -> subprocess.Popen:
-    env = {**os.environ, "MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(cache_dir),
-           "WEB_CONCURRENCY": "2", **env}
-    command = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py",
-               "--bind", f"127.0.0.1:{port}", "service:create_app()"]
-    with open(log_dir / "access.log", "wb") as out, open(log_dir / "error.log", "wb") as err:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
-
-
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("gunicorn")
-    port = free_port()
-    process = gunicorn(model_dir, logs / "cache", port, logs)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, (logs / "error.log").read_text()
-        assert time.monotonic() < deadline, "gunicorn did not become ready"
-        time.sleep(0.2)
-    yield SimpleNamespace(base=base, logs=logs)
-    process.terminate()
-    assert process.wait(timeout=30) == 0
 
 
 @pytest.fixture
@@ -86,6 +51,61 @@ def test_both_workers_answer_concurrently(http, server):
     assert "GET /similar?word=w199&k=3" in (server.logs / "access.log").read_text()
 
 
+def wait_until(condition, limit: float, what: str):
+    """condition()'s first true value, polled until `limit` seconds have passed."""
+    deadline = time.monotonic() + limit
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"not within {limit} s: {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(model_dir, start_gunicorn):
+    # The access log names the worker that answered each request: "<pid> status".
+    running = start_gunicorn(model_dir, GUNICORN_CMD_ARGS="--access-logformat '%(p)s %(s)s'").wait_ready()
+    before = running.workers()
+    assert len(before) == 2
+    stop, outcomes = threading.Event(), []  # outcomes: HTTP status, or None for a broken connection
+
+    def load(n: int) -> None:
+        while not stop.is_set():
+            try:
+                outcomes.append(requests.get(f"{running.base}/similar?word=w{n}&k=3", timeout=10).status_code)
+            except requests.ConnectionError:
+                outcomes.append(None)
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{running.base}/similar?word=king", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def replaced() -> set[int] | None:
+        workers = running.workers()
+        return workers if len(workers) == 2 and victim not in workers else None
+
+    with ThreadPoolExecutor(4) as pool:
+        loads = [pool.submit(load, n) for n in range(4)]
+        try:
+            wait_until(lambda: len(outcomes) >= 50, 30, "load under way")
+            victim = min(before)
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            wait_until(answers, 5, "a successful answer after the kill")
+            assert time.monotonic() - killed <= 5
+            after = wait_until(replaced, 60, f"worker {victim} replaced")
+            new = (after - before).pop()
+            wait_until(lambda: f"<{new}> 200" in (running.logs / "access.log").read_text(), 60,
+                       f"the new worker {new} answering")  # once it has loaded the model
+        finally:
+            stop.set()
+        for f in loads:
+            f.result()
+    assert before - {victim} <= after  # the other worker was left alone
+    # A sync worker holds one connection at a time: only the request it was answering may be lost.
+    assert outcomes.count(None) <= 1 and set(outcomes) <= {200, None}, sorted(set(outcomes), key=str)
+
+
 @pytest.mark.parametrize("method, path, kwargs, status", [
     ("GET", "/similar?word=nope", {}, 404),
     ("GET", "/similar?word=king&k=0", {}, 400),
@@ -113,18 +133,16 @@ def test_a_request_line_beyond_gunicorns_limit_is_refused_before_the_app(server)
     (lambda folder: (folder / "meta.json").write_text("{"), "meta.json"),
     (lambda folder: (folder / "vocab.tsv").unlink(), "vocab.tsv"),
 ])
-def test_an_unusable_model_stops_gunicorn_naming_the_file(model_dir, tmp_path, damage, named):
+def test_an_unusable_model_stops_gunicorn_naming_the_file(model_dir, tmp_path, start_gunicorn, damage, named):
     folder = Path(shutil.copytree(model_dir, tmp_path / "broken"))
     damage(folder)
-    process = gunicorn(folder, tmp_path / "cache", free_port(), tmp_path)
-    assert process.wait(timeout=60) != 0
+    assert start_gunicorn(folder).process.wait(timeout=60) != 0
     log = (tmp_path / "error.log").read_text()
     assert f"{folder / named}" in log, log
 
 
-def test_a_missing_model_dir_setting_stops_gunicorn(tmp_path, model_dir):
-    process = gunicorn(model_dir, tmp_path / "cache", free_port(), tmp_path, MODEL_DIR="")
-    assert process.wait(timeout=60) != 0
+def test_a_missing_model_dir_setting_stops_gunicorn(tmp_path, model_dir, start_gunicorn):
+    assert start_gunicorn(model_dir, MODEL_DIR="").process.wait(timeout=60) != 0
     assert "MODEL_DIR is not set" in (tmp_path / "error.log").read_text()
 
 
