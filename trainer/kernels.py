@@ -207,9 +207,11 @@ def _window_buffers(starts, window):
 
 @njit(nogil=True, cache=True)
 def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative, alpha_lo, alpha_hi,
-             seed):
+             seed, stop):
     """Train negative sampling over one job's sentences. The learning rate falls linearly from alpha_lo
-    at the job's first word to alpha_hi at its last. Returns (summed loss float64, centre-context pairs trained)."""
+    at the job's first word to alpha_hi at its last. stop uint8 (1,) is read at every centre word: once
+    another thread sets it, the job ends before its next one. Returns (summed loss float64, centre-context
+    pairs trained, words of the sentences finished)."""
     state = seed_state(seed)
     kept, contexts = _window_buffers(starts, window)
     negatives = np.empty(negative, dtype=np.int32)
@@ -221,6 +223,8 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
         n_kept = _subsample(tokens, starts[s], starts[s + 1], keep, state, kept)
         alpha = np.float32(alpha_lo + (alpha_hi - alpha_lo) * starts[s] / max(1, n_words))
         for i in range(n_kept):
+            if stop[0]:
+                return loss, pairs, starts[s]
             m = _gather_window(kept, n_kept, i, window, state, contexts)
             if m == 0:
                 continue
@@ -229,13 +233,13 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
                 negatives[k] = r if _uniform(state) < accept[r] else alias[r]
             loss += sgns_update(kept[i], contexts, m, negatives, w_in, w_out, alpha, coef, grad_out)
             pairs += m
-    return loss, pairs
+    return loss, pairs, n_words
 
 
 @njit(nogil=True, cache=True)
-def naive_softmax_job(tokens, starts, w_in, w_out, keep, window, alpha_lo, alpha_hi, seed):
-    """Train the exact softmax over one job's sentences (same sampling and schedule as sgns_job).
-    Returns (summed loss float64, centre-context pairs trained)."""
+def naive_softmax_job(tokens, starts, w_in, w_out, keep, window, alpha_lo, alpha_hi, seed, stop):
+    """Train the exact softmax over one job's sentences (same sampling, schedule, stop flag and result as
+    sgns_job)."""
     state = seed_state(seed)
     kept, contexts = _window_buffers(starts, window)
     probs = np.empty(w_out.shape[0], dtype=np.float64)
@@ -246,9 +250,11 @@ def naive_softmax_job(tokens, starts, w_in, w_out, keep, window, alpha_lo, alpha
         n_kept = _subsample(tokens, starts[s], starts[s + 1], keep, state, kept)
         alpha = alpha_lo + (alpha_hi - alpha_lo) * starts[s] / max(1, n_words)
         for i in range(n_kept):
+            if stop[0]:
+                return loss, pairs, starts[s]
             m = _gather_window(kept, n_kept, i, window, state, contexts)
             if m == 0:
                 continue
             loss += naive_softmax_update(kept[i], contexts, m, w_in, w_out, alpha, probs, grad_v)
             pairs += m
-    return loss, pairs
+    return loss, pairs, n_words

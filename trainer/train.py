@@ -99,6 +99,7 @@ class _Schedule:
 
     def __init__(self, config: TrainConfig, n_jobs: int, job_words: np.ndarray, stop: threading.Event):
         self.config, self.n_jobs, self.job_words, self.stop = config, n_jobs, job_words, stop
+        self.stop_flag = np.zeros(1, dtype=np.uint8)  # `stop` as the kernels read it, at every centre word
         self.total_words = int(job_words.sum()) * config.epochs
         self.lock = threading.Lock()
         self.next = 0
@@ -125,12 +126,14 @@ class _Schedule:
         seed = (self.config.seed * 0x9E3779B1 + epoch * 1_000_003 + job) % (1 << 63)
         return epoch, job, self.alpha_at(lo), self.alpha_at(self.words_started), seed
 
-    def finish(self, epoch: int, job: int, loss: float, pairs: int) -> None:
+    def finish(self, epoch: int, job: int, loss: float, pairs: int, words: int) -> None:
+        """Record a job's result; `words` is less than the job's words when it was stopped part-way."""
         with self.lock:
-            self.words_done += int(self.job_words[job])
+            self.words_done += int(words)
             self.epoch_loss[epoch] += loss
             self.epoch_pairs[epoch] += pairs
-            self.epoch_jobs_left[epoch] -= 1
+            if int(words) == int(self.job_words[job]):
+                self.epoch_jobs_left[epoch] -= 1
             self.recent_loss += loss
             self.recent_pairs += pairs
 
@@ -142,8 +145,8 @@ class _Schedule:
         return loss / pairs if pairs else float("nan")
 
 
-def _job_runner(corpus, config: TrainConfig, w_in, w_out):
-    """A function (epoch, job boundaries, alphas, seed) -> (loss, pairs) calling the objective's kernel."""
+def _job_runner(corpus, config: TrainConfig, w_in, w_out, stop_flag):
+    """A function (job boundaries, alphas, seed) -> (loss, pairs, words) calling the objective's kernel."""
     from trainer import kernels
     from trainer.vocab import keep_probabilities, noise_alias_table
 
@@ -152,13 +155,13 @@ def _job_runner(corpus, config: TrainConfig, w_in, w_out):
     if config.objective == "naive-softmax":
         def kernel(job_tokens, job_starts, alpha_lo, alpha_hi, seed):
             return kernels.naive_softmax_job(job_tokens, job_starts, w_in, w_out, keep, config.window,
-                                             alpha_lo, alpha_hi, seed)
+                                             alpha_lo, alpha_hi, seed, stop_flag)
     else:
         accept, alias = noise_alias_table(corpus.vocab.counts, config.ns_exponent)
 
         def kernel(job_tokens, job_starts, alpha_lo, alpha_hi, seed):
             return kernels.sgns_job(job_tokens, job_starts, w_in, w_out, keep, accept, alias,
-                                    config.window, config.negative, alpha_lo, alpha_hi, seed)
+                                    config.window, config.negative, alpha_lo, alpha_hi, seed, stop_flag)
 
     def run(first_sentence: int, end_sentence: int, alpha_lo: float, alpha_hi: float, seed: int):
         lo, hi = int(starts[first_sentence]), int(starts[end_sentence])
@@ -171,8 +174,8 @@ def _worker(schedule: _Schedule, jobs: np.ndarray, run) -> None:
     try:
         while (task := schedule.take()) is not None:
             epoch, job, alpha_lo, alpha_hi, seed = task
-            loss, pairs = run(int(jobs[job]), int(jobs[job + 1]), alpha_lo, alpha_hi, seed)
-            schedule.finish(epoch, job, loss, pairs)
+            loss, pairs, words = run(int(jobs[job]), int(jobs[job + 1]), alpha_lo, alpha_hi, seed)
+            schedule.finish(epoch, job, loss, pairs, words)
     except BaseException as exc:  # surfaced by the main thread
         schedule.error = exc
         schedule.stop.set()
@@ -180,7 +183,8 @@ def _worker(schedule: _Schedule, jobs: np.ndarray, run) -> None:
 
 def train_vectors(corpus, config: TrainConfig, progress=None, stop: threading.Event | None = None) -> TrainResult:
     """Train W_in and W_out on an encoded corpus (trainer.corpus.EncodedCorpus) with config.workers
-    threads. Setting `stop` ends the run at the next job boundary (within a fraction of a second)."""
+    threads. Setting `stop` ends the run within a fraction of a second: the kernels stop before the next
+    centre word, keeping the sentences they finished."""
     from trainer.progress import Progress
 
     stop = stop or threading.Event()
@@ -189,7 +193,7 @@ def train_vectors(corpus, config: TrainConfig, progress=None, stop: threading.Ev
     job_words = np.diff(np.asarray(corpus.sentence_starts)[jobs])
     schedule = _Schedule(config, len(jobs) - 1, job_words, stop)
     progress = progress or Progress(schedule.total_words, config.epochs, "quiet")
-    run = _job_runner(corpus, config, w_in, w_out)
+    run = _job_runner(corpus, config, w_in, w_out, schedule.stop_flag)
     started = time.perf_counter()
     threads = [threading.Thread(target=_worker, args=(schedule, jobs, run), daemon=True, name=f"train-{i}")
                for i in range(config.workers)]
@@ -213,6 +217,8 @@ def _monitor(threads, schedule: _Schedule, progress) -> tuple[list, int]:
     step = max(1, schedule.total_words // 100)
     while alive := [t for t in threads if t.is_alive()]:
         alive[0].join(0.1)  # returns as soon as the last worker ends, so the timing is not rounded up
+        if schedule.stop.is_set():
+            schedule.stop_flag[0] = 1
         done = schedule.words_done
         if done >= next_mark:
             loss = schedule.take_recent_loss()
@@ -302,7 +308,7 @@ class _Quit(BaseException):
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM: the first stops training at the next job boundary and the model is saved, marked
+    """SIGINT/SIGTERM: the first stops training before the next centre word and the model is saved, marked
     with the epochs done; a second one ends the process at once without saving. Yields a holder of the
     exit code to use (128 + signal number) once one was received; the previous handlers return on exit."""
     code = [0]

@@ -74,6 +74,10 @@ def test_naive_softmax_update_is_stable_for_large_logits():
     assert np.isfinite(loss) and np.isfinite(w_in).all() and np.isfinite(w_out).all()
 
 
+def _not_stopped():
+    return np.zeros(1, np.uint8)
+
+
 def _job_inputs(vocab_size=50, n_tokens=3000, seed=3):
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, vocab_size, n_tokens).astype(np.int32)
@@ -89,8 +93,9 @@ def test_sgns_job_is_reproducible_for_a_seed_and_differs_across_seeds():
     results = []
     for seed in (7, 7, 8):
         w_in, w_out = _params(vocab_size=50, dim=8)
-        loss, pairs = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 5, 5, 0.025,
-                                       0.02, seed)
+        loss, pairs, words = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 5, 5, 0.025,
+                                              0.02, seed, _not_stopped())
+        assert words == len(tokens)
         results.append((loss, pairs, w_in, w_out))
     assert results[0][:2] == results[1][:2]
     np.testing.assert_array_equal(results[0][2], results[1][2])
@@ -103,7 +108,8 @@ def test_sgns_job_counts_pairs_within_sentences_only():
     tokens, starts, _, accept, alias = _job_inputs()
     keep = np.ones(50, np.float32)
     w_in, w_out = _params(vocab_size=50, dim=8)
-    _, pairs = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 3, 0.025, 0.02, 1)
+    _, pairs, _ = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 3, 0.025, 0.02, 1,
+                                   _not_stopped())
     lengths = np.diff(starts)
     assert pairs == int(sum(2 * (n - 1) for n in lengths if n > 1))
 
@@ -114,8 +120,8 @@ def test_subsampling_drops_words_with_low_keep_probability():
     keep[:25] = 0.0  # half the vocabulary never survives
     w_in, w_out = _params(vocab_size=50, dim=8)
     before = w_in.copy()
-    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 2, 3, 0.025, 0.02, 1)
-    np.testing.assert_array_equal(w_in[:25], before[:25])  # never a centre word
+    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 2, 3, 0.025, 0.02, 1, _not_stopped())
+    np.testing.assert_array_equal(w_in[:25], before[:25])  # never in a window
     assert not np.array_equal(w_in[25:], before[25:])
 
 
@@ -128,6 +134,45 @@ def test_negatives_follow_the_alias_table():
     alias = np.zeros(20, np.int32)
     w_in, w_out = _params(vocab_size=20, dim=4)
     before = w_out.copy()
-    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 4, 0.1, 0.1, 5)
+    kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 4, 0.1, 0.1, 5, _not_stopped())
     moved = np.flatnonzero(np.any(w_out != before, axis=1))
     assert set(moved) == {0, 10, 11}
+
+
+def _run_job(objective, tokens, starts, w_in, w_out, keep, accept, alias, stop):
+    if objective == "negative-sampling":
+        return kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 5, 5, 0.025, 0.02, 1, stop)
+    return kernels.naive_softmax_job(tokens, starts, w_in, w_out, keep, 5, 0.025, 0.02, 1, stop)
+
+
+@pytest.mark.parametrize("objective", ["negative-sampling", "naive-softmax"])
+def test_a_job_told_to_stop_trains_nothing_more(objective):
+    tokens, starts, keep, accept, alias = _job_inputs()
+    w_in, w_out = _params(vocab_size=50, dim=8)
+    before = w_in.copy(), w_out.copy()
+    assert _run_job(objective, tokens, starts, w_in, w_out, keep, accept, alias,
+                    np.ones(1, np.uint8)) == (0.0, 0, 0)
+    np.testing.assert_array_equal(w_in, before[0])
+    np.testing.assert_array_equal(w_out, before[1])
+
+
+@pytest.mark.parametrize("objective", ["negative-sampling", "naive-softmax"])
+def test_a_running_job_sees_the_stop_flag_set_by_another_thread(objective):
+    import threading
+    # One sentence far too long to finish in the test's lifetime (about a minute for the naive softmax):
+    # only a flag read inside the sentence ends it.
+    vocab_size = 20_000 if objective == "naive-softmax" else 50
+    tokens = np.random.default_rng(0).integers(0, vocab_size, 10_000_000 if vocab_size == 50 else 100_000)
+    tokens = tokens.astype(np.int32)
+    starts = np.array([0, len(tokens)], dtype=np.int64)
+    keep, accept = np.ones(vocab_size, np.float32), np.ones(vocab_size, np.float32)
+    alias = np.arange(vocab_size, dtype=np.int32)
+    w_in, w_out = _params(vocab_size=vocab_size, dim=100)
+    stop, result = np.zeros(1, np.uint8), []
+    worker = threading.Thread(target=lambda: result.append(
+        _run_job(objective, tokens, starts, w_in, w_out, keep, accept, alias, stop)), daemon=True)
+    worker.start()
+    worker.join(0.3)
+    stop[0] = 1
+    worker.join(30)
+    assert not worker.is_alive() and result[0][2] == 0  # stopped inside its only sentence
