@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trainer import artifact  # noqa: E402
+from trainer.word2vec_format import import_word2vec  # noqa: E402
 from trainer.evaluate import evaluate_analogies, evaluate_word_pairs  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def run_gensim(corpus: str, out: Path, args, seed: int) -> dict:
                "--epochs", str(args.epochs), "--workers", str(args.workers), "--seed", str(seed)]
     wall, rss, stdout = timed(command)
     report = json.loads(stdout.strip().splitlines()[-1])
-    artifact.import_word2vec(vectors, out)
+    import_word2vec(vectors, out)
     return {"wall": wall, "rss": rss, "words_per_s": report["raw_words"] * args.epochs / report["train_seconds"]}
 
 

@@ -11,8 +11,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("trainer.corpus", "corpus tools: turn a Wikipedia dump into text, count a corpus"),
     "train": ("trainer.train", "train skip-gram embeddings into a model folder"),
-    "export": ("trainer.artifact", "write a model's vectors in word2vec text (.txt) or binary (.bin) format"),
-    "import": ("trainer.artifact", "turn word2vec text or binary vectors into a model folder"),
+    "export": ("trainer.word2vec_format", "write a model's vectors in word2vec text (.txt) or binary (.bin) format"),
+    "import": ("trainer.word2vec_format", "turn word2vec text or binary vectors into a model folder"),
     "verify": ("trainer.artifact", "check a model folder: files, shapes, dtypes, finiteness, checksums"),
     "evaluate": ("trainer.evaluate", "analogy accuracy and word-pair similarity of a model"),
     "gradcheck": ("trainer.objectives", "check the objectives' gradients numerically"),
