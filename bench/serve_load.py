@@ -312,10 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recall-only", action="store_true",
                         help="measure only the HNSW recall: no servers, no load")
     args = parser.parse_args(argv)
-    if not args.recall_only and not shutil.which("wrk"):
+    return run_in_temporary_folder(run, args, "serve_load-", needs_wrk=not args.recall_only)
+
+
+def run_in_temporary_folder(run, args, prefix: str, needs_wrk: bool = True) -> int:
+    """run(args, tmp) in a new temporary folder, removed afterwards; prints the total time. Exit code."""
+    if needs_wrk and not shutil.which("wrk"):
         print("error: wrk not found (`make bench-serve` installs the Debian package)", file=sys.stderr)
         return 1
-    tmp = Path(tempfile.mkdtemp(prefix="serve_load-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     started = time.perf_counter()
     try:
         run(args, tmp)

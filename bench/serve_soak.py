@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serve_load import ROOT, Server, synthetic_model, wrk, workload
+from serve_load import ROOT, Server, run_in_temporary_folder, synthetic_model, wrk, workload
 from trainer import artifact
 
 CONCURRENCY = 32
@@ -111,17 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "serve_load",
                         help="the service's cache of derived data, shared with serve_load.py")
     args = parser.parse_args(argv)
-    if not shutil.which("wrk"):
-        print("error: wrk not found (Debian: apt-get install wrk)", file=sys.stderr)
-        return 1
-    tmp = Path(tempfile.mkdtemp(prefix="serve_soak-"))
-    started = time.perf_counter()
-    try:
-        run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"total time: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_in_temporary_folder(run, args, "serve_soak-")
 
 
 if __name__ == "__main__":
