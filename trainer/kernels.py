@@ -61,19 +61,16 @@ def seed_state(seed):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _log_sigmoid(x):
-    """log s(x), stable for large |x| (float64)."""
-    if x >= 0.0:
-        return -math.log1p(math.exp(-x))
-    return x - math.log1p(math.exp(x))
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _sigmoid(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
+def _sigmoid_and_logs(x):
+    """(s(x), log s(x), log s(-x)) of a float32 score, in float32 (a third faster than float64, and within
+    a few ulps): one exp and one log1p, stable for large |x|."""
+    if x >= np.float32(0.0):
+        e = math.exp(-x)
+        log_1pe = math.log1p(e)
+        return np.float32(1.0) / (np.float32(1.0) + e), -log_1pe, -x - log_1pe
     e = math.exp(x)
-    return e / (1.0 + e)
+    log_1pe = math.log1p(e)
+    return e / (np.float32(1.0) + e), x - log_1pe, -log_1pe
 
 
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
@@ -107,13 +104,15 @@ def sgns_update(target, contexts, n_contexts, negatives, w_in, w_out, alpha, coe
     for j in range(n_contexts):
         v = w_in[contexts[j]]
         for k in range(n_out):
-            f = np.float64(_dot(w_out[_output_row(k, target, negatives)], v))
+            coef[j, k] = _dot(w_out[_output_row(k, target, negatives)], v)
+        for k in range(n_out):  # apart from the dot products, which then pipeline better
+            sig, log_sig, log_sig_neg = _sigmoid_and_logs(coef[j, k])
             if k == 0:
-                coef[j, k] = alpha * (1.0 - _sigmoid(f))
-                loss -= _log_sigmoid(f)
+                coef[j, k] = alpha * (np.float32(1.0) - sig)
+                loss -= log_sig
             else:
-                coef[j, k] = -alpha * _sigmoid(f)
-                loss -= _log_sigmoid(-f)
+                coef[j, k] = -alpha * sig
+                loss -= log_sig_neg
     grad_out[:] = 0.0
     for j in range(n_contexts):  # the outputs' steps, from the inputs as they were
         v = w_in[contexts[j]]
