@@ -63,8 +63,19 @@ docker-test:
 # The benchmarks read ../shared/data by default (DATA=... to point elsewhere).
 DATA ?= ../shared/data
 
-bench-train: $(VENV)/.bench
-	$(PY) bench/train_vs_gensim.py --corpus $(DATA)/enwiki-sample.txt --data $(DATA) --repeats 3
+# The original word2vec C tool as a second reference, built from the C source that the PyPI sdist of
+# the `word2vec` package carries (with that package's own compiler flags); nothing of it is installed.
+WORD2VEC_C := $(CACHE)/bin/word2vec
+$(WORD2VEC_C): | $(VENV)/.base
+	$(PY) -m pip download --quiet --no-deps --no-binary=:all: --dest $(CACHE)/sdist word2vec==0.11.1
+	mkdir -p $(CACHE)/bin
+	tar -xzf $(CACHE)/sdist/word2vec-0.11.1.tar.gz -C $(CACHE)/sdist word2vec-0.11.1/word2vec/includes/word2vec.c
+	gcc $(CACHE)/sdist/word2vec-0.11.1/word2vec/includes/word2vec.c -o $@ \
+		-lm -pthread -Ofast -march=native -funroll-loops -Wno-unused-result
+
+bench-train: $(VENV)/.bench $(WORD2VEC_C)
+	$(PY) bench/train_vs_gensim.py --corpus $(DATA)/enwiki-sample.txt --data $(DATA) --repeats 3 \
+		--word2vec-c $(WORD2VEC_C)
 
 # The load generator, from Debian (bookworm), installed when missing.
 WRK_VERSION := 4.1.0-3+b2

@@ -58,6 +58,21 @@ def run_gensim(corpus: str, out: Path, args, seed: int) -> dict:
     return {"wall": wall, "rss": rss, "words_per_s": report["raw_words"] * args.epochs / report["train_seconds"]}
 
 
+def run_word2vec_c(corpus: str, out: Path, args, seed: int) -> dict:
+    """The original word2vec C tool (it has no seed option: every run starts from the same state).
+    Its words/s is over the whole command's wall time, vocabulary pass included (a fraction of a second
+    here), as it reports no training time of its own."""
+    vectors = out.with_suffix(".bin")
+    command = [args.word2vec_c, "-train", corpus, "-output", str(vectors), "-cbow", "0", "-size", "100",
+               "-window", "5", "-negative", "5", "-hs", "0", "-sample", "1e-3", "-min-count", "5",
+               "-alpha", "0.025", "-threads", str(args.workers), "-iter", str(args.epochs), "-binary", "1"]
+    wall, rss, _ = timed(command)
+    import_word2vec(vectors, out)
+    with open(corpus, "rb") as f:
+        raw_words = sum(len(line.split()) for line in f)
+    return {"wall": wall, "rss": rss, "words_per_s": raw_words * args.epochs / wall}
+
+
 def quality(model_dir: Path, data: Path) -> dict:
     model = artifact.load(model_dir)
     return {"analogy": 100 * evaluate_analogies(model, data / "questions-words.txt", 30000)["accuracy"],
@@ -91,8 +106,10 @@ def print_summary(rows: list[dict]) -> None:
                          f"({fmt.format(min(values))}..{fmt.format(max(values))})")
         print(f"| {system} | " + " | ".join(cells) + " |")
     ours = statistics.median(r["words_per_s"] for r in rows if r["system"] == "skipgram")
-    theirs = statistics.median(r["words_per_s"] for r in rows if r["system"] == "gensim")
-    print(f"\nskipgram words/s = {ours / theirs:.2f} x gensim")
+    print()
+    for system in dict.fromkeys(r["system"] for r in rows if r["system"] != "skipgram"):
+        theirs = statistics.median(r["words_per_s"] for r in rows if r["system"] == system)
+        print(f"skipgram words/s = {ours / theirs:.2f} x {system}")
 
 
 def main() -> None:
@@ -103,6 +120,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                         help="folder with questions-words.txt, wordsim353.tsv, simlex999.txt")
+    parser.add_argument("--word2vec-c", metavar="BINARY",
+                        help="also run the original word2vec C tool, built from this path (make bench-train builds it)")
     parser.add_argument("--ours", nargs=argparse.REMAINDER, default=[],
                         help="extra options for this project's trainer (everything after --ours)")
     args = parser.parse_args()
@@ -114,7 +133,10 @@ def main() -> None:
         timed([sys.executable, "-m", "trainer", "train", str(warm), "--out", str(tmp / "warm"), "--quiet",
                "--min-count", "1", "--epochs", "1"])  # compiles and caches the kernels
         for repeat in range(args.repeats):
-            for system, run in (("skipgram", run_ours), ("gensim", run_gensim)):
+            systems = [("skipgram", run_ours), ("gensim", run_gensim)]
+            if args.word2vec_c:
+                systems.append(("word2vec C", run_word2vec_c))
+            for system, run in systems:
                 out = tmp / f"{system}-{repeat}"
                 row = {"system": system, "seed": repeat + 1, **run(args.corpus, out, args, repeat + 1)}
                 rows.append({**row, **quality(out, args.data)})
