@@ -86,7 +86,7 @@ def context_probs():
 @bp.app_errorhandler(HTTPException)
 def json_error(exc: HTTPException):
     response = exc.get_response()  # keeps the status and headers such as Allow on 405
-    response.set_data(json.dumps({"error": exc.description or exc.name}))
+    response.set_data(json.dumps({"error": exc.description or exc.name}, separators=(",", ":")))
     response.mimetype = "application/json"
     return response
 
