@@ -87,6 +87,8 @@ def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=N
     else at `path` (a folder that is not a model folder, a file) is refused, never replaced.
     """
     path = Path(path)
+    if path.is_symlink():  # replace the folder the link points to; the link stays
+        path = path.resolve()
     words, counts, arrays = _checked_contents(words, counts, input_vectors, output_vectors)
     check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,8 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
     if not path.exists():
         os.rename(tmp, path)
     elif _rename_exchange(tmp, path):
-        shutil.rmtree(tmp)  # tmp now holds the previous model
+        # tmp now holds the previous model; the new one is in place, so failing to tidy is no failure
+        shutil.rmtree(tmp, ignore_errors=True)
     else:  # no renameat2: the old folder is parked beside the new one for the instant between renames
         parked = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
         try:
@@ -213,7 +216,7 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
                 os.rename(parked / "model", path)  # the previous model goes back where it was
             parked.rmdir()
             raise
-        shutil.rmtree(parked)
+        shutil.rmtree(parked, ignore_errors=True)
     _fsync_dir(path.parent)
 
 

@@ -24,6 +24,26 @@ def test_replacing_a_model_is_atomic_and_leaves_no_temporaries(model_dir):
     assert [p.name for p in model_dir.parent.iterdir()] == ["m"]
 
 
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(model_dir):
+    link = model_dir.parent / "current"
+    link.symlink_to(model_dir.name)
+    assert artifact.save(link, ["x", "y"], [2, 1], np.ones((2, 3)), None, {}) == model_dir.resolve()
+    assert link.is_symlink() and artifact.verify(link).words == ("x", "y")
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["current", "m"]
+
+
+def test_a_model_in_place_is_no_failure_when_tidying_the_old_copy_fails(model_dir, monkeypatch):
+    real_rmtree = artifact.shutil.rmtree
+
+    def rmtree(path, ignore_errors=False, **kwargs):
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_rmtree(path, ignore_errors=True, **kwargs)
+    monkeypatch.setattr(artifact.shutil, "rmtree", rmtree)
+    artifact.save(model_dir, ["x", "y"], [2, 1], np.ones((2, 3)), None, {})
+    assert artifact.verify(model_dir).words == ("x", "y")
+
+
 @pytest.mark.parametrize("words, counts, vectors", [
     (["a", "a"], [1, 1], np.ones((2, 2))),
     (["a", "b\tc"], [1, 1], np.ones((2, 2))),
