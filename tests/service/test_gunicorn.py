@@ -43,6 +43,29 @@ def test_answers_over_http(http, model):
     assert "openapi" in http("GET", "/openapi.json")[1]
 
 
+def test_a_model_just_trained_is_served_over_http(tmp_path, start_gunicorn):
+    """The whole path: the trainer's command line writes a model folder, gunicorn serves it."""
+    import numpy as np
+
+    from tests.planted import member, write_planted_corpus
+    from trainer import artifact
+    from trainer.__main__ import main as trainer_main
+
+    corpus = write_planted_corpus(tmp_path / "planted.txt")
+    assert trainer_main(["train", str(corpus), "--out", str(tmp_path / "trained"), "--dim", "24",
+                         "--epochs", "4", "--min-count", "1", "--quiet"]) == 0
+    model = artifact.load(tmp_path / "trained")
+    base = start_gunicorn(tmp_path / "trained").wait_ready().base
+    # The group's members and context words share their contexts: they are the nearest, nothing else.
+    neighbours = requests.get(f"{base}/similar", params={"word": member(0, 0), "k": 8}, timeout=10).json()
+    assert all(n["word"].startswith("g0") for n in neighbours["neighbors"]), neighbours
+    context = requests.get(f"{base}/context-probs", params={"word": member(0, 0), "k": 5}, timeout=10).json()
+    scores = model.output_vectors.astype(np.float64) @ model.input_vectors[model.index[member(0, 0)]]
+    probs = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    assert [c["word"] for c in context["context"]] == [model.words[i] for i in np.argsort(-probs)[:5]]
+    assert context["objective"] == "negative-sampling"
+
+
 def test_both_workers_answer_concurrently(http, server):
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda i: http("GET", f"/similar?word=w{i}&k=3")[0].status_code, range(200)))
