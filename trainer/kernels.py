@@ -62,8 +62,8 @@ def seed_state(seed):
 
 @njit(nogil=True, cache=True, inline="always")
 def _sigmoid_and_logs(x):
-    """(s(x), log s(x), log s(-x)) of a float32 score, in float32 (a third faster than float64, and within
-    a few ulps): one exp and one log1p, stable for large |x|."""
+    """(s(x), log s(x), log s(-x)) of a float32 score, in float32 (within a few ulps; with the dot products
+    done first, it made a pass 20 % faster than float64 did): one exp and one log1p, stable for large |x|."""
     if x >= np.float32(0.0):
         e = math.exp(-x)
         log_1pe = math.log1p(e)
