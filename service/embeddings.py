@@ -1,8 +1,8 @@
-"""Vector, neighbour and context-probability queries over one loaded model; no HTTP here.
+"""Vector, neighbour and context-probability queries over one model and its derived data; no HTTP here.
 
-Cosine searches run on a FAISS index over the L2-normalised input vectors (exact IndexFlatIP, or
-IndexHNSWFlat for large vocabularies). Answers for vocabulary words come from tables computed once per
-model (service.precompute) when the vocabulary is small enough, else from a search per query.
+Cosines are inner products of the unit input vectors (service.derived). Answers for vocabulary words come
+from tables computed once per model when they were affordable, else from a search: the approximate index
+when there is one, else an exact scan of the one shared copy of the unit vectors.
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 import faiss
 import numpy as np
 
-from service import precompute
+from service import arrays
+from service.derived import Derived
 from service.settings import DEFAULTS
 from trainer import artifact
 
@@ -33,42 +34,30 @@ class ContextUnavailable(RuntimeError):
 
 
 class Embeddings:
-    """One model and its search structures.
+    """Queries over `model` (its raw vectors: /vector, /context-probs) and `derived` (everything else).
 
-    settings: the service settings (see service.settings.DEFAULTS; missing keys take the defaults).
-    build_threads: threads for anything that has to be built here rather than read from the cache.
-    """
+    settings: the service settings (see service.settings.DEFAULTS; missing keys take the defaults)."""
 
-    def __init__(self, model: artifact.Model, settings: Mapping | None = None, build_threads: int = 1):
+    def __init__(self, model: artifact.Model, derived: Derived, settings: Mapping | None = None):
         opts = {**DEFAULTS, **(settings or {})}
-        self.model = model
-        self.words = model.words
+        self.model, self.derived = model, derived
         self.max_k = opts["MAX_K"]
-        self.index_kind = opts["INDEX"]
-        self._rows = model.index
-        # float32 (V, N) each, memory-mapped; plain views, as np.memmap's indexing costs more per request
+        self._words = derived.words
+        self._unit = derived.unit  # float32 (V, N), mapped
+        # plain views, as np.memmap's indexing costs more per request
         self._vectors = np.asarray(model.input_vectors)
         self._output = None if model.output_vectors is None else np.asarray(model.output_vectors)
+        self._candidates = opts["IVF_CANDIDATES"]
         faiss.omp_set_num_threads(opts["FAISS_THREADS"])
-        unit, self._norms = precompute.unit_rows(self._vectors)
-        folder = precompute.cache_folder(model, opts["CACHE_DIR"])
-        self._hnsw = (opts["HNSW_M"], opts["HNSW_EF_CONSTRUCTION"], opts["HNSW_EF_SEARCH"])
-        if self.index_kind == "hnsw":
-            self._index = precompute.hnsw_index(model, unit, opts["HNSW_M"], opts["HNSW_EF_CONSTRUCTION"],
-                                                folder, build_threads)
-            self._index.hnsw.efSearch = opts["HNSW_EF_SEARCH"]
-        else:
-            self._index = faiss.IndexFlatIP(model.dim)
-            self._index.add(unit)
-        tables = (2 <= model.vocab_size <= opts["TABLES_MAX_WORDS"]
-                  and model.vocab_size * self.max_k <= precompute.MAX_TABLE_ENTRIES)
-        # Only the exact index gets a similar table: HNSW is chosen to avoid per-model quadratic work.
-        self._similar = (precompute.similar_table(unit, min(self.max_k, model.vocab_size - 1), folder,
-                                                  build_threads)
-                         if tables and self.index_kind == "flat" else None)
-        self._context = (precompute.context_table(model, min(self.max_k, model.vocab_size), folder,
-                                                  build_threads)
-                         if tables and self._output is not None else None)
+        self._index_facts = {"type": derived.plan.kind, "exact": derived.plan.kind == "flat"}
+        if derived.plan.kind == "hnsw":
+            derived.index.hnsw.efSearch = opts["HNSW_EF_SEARCH"]
+            self._index_facts.update(m=opts["HNSW_M"], ef_construction=opts["HNSW_EF_CONSTRUCTION"],
+                                     ef_search=opts["HNSW_EF_SEARCH"])
+        elif derived.plan.kind == "ivf":
+            derived.index.nprobe = opts["IVF_NPROBE"]
+            self._index_facts.update(nlist=derived.index.nlist, nprobe=opts["IVF_NPROBE"],
+                                     candidates=self._candidates)
 
     # ------------------------------------------------------------------------------- facts
 
@@ -86,38 +75,37 @@ class Embeddings:
 
     def describe(self) -> dict:
         """Plain facts about the loaded model and its search structures."""
-        index = {"type": self.index_kind, "exact": self.index_kind == "flat"}
-        if self.index_kind == "hnsw":
-            index.update(zip(("m", "ef_construction", "ef_search"), self._hnsw))
-        return {"model": self.model.path.name, "vocab_size": self.vocab_size, "dim": self.dim,
-                "objective": self.model.objective, "index": index, "context_probs": self.has_context,
-                "precomputed": {"similar": self._similar is not None, "context": self._context is not None}}
+        return {"model": self.model.path.name, "digest": self.model.digest, "vocab_size": self.vocab_size,
+                "dim": self.dim, "objective": self.model.objective, "index": self._index_facts,
+                "context_probs": self.has_context,
+                "precomputed": {"similar": self.derived.similar is not None,
+                                "context": self.derived.context is not None}}
 
     # ----------------------------------------------------------------------------- queries
 
     def row(self, word: str) -> int:
-        try:
-            return self._rows[word]
-        except KeyError:
-            raise UnknownWord(word) from None
+        row = self._words.row(word)
+        if row is None:
+            raise UnknownWord(word)
+        return row
 
     def vector(self, word: str) -> list[float]:
         return self._vectors[self.row(word)].tolist()
 
     def vectors(self, words: Sequence[str]) -> tuple[dict[str, list[float]], list[str]]:
         """({word: vector} for the known words, the unknown words in request order, once each)."""
-        found = {w: self._rows[w] for w in words if w in self._rows}
-        missing = list(dict.fromkeys(w for w in words if w not in self._rows))
-        rows = self._vectors[list(found.values())].tolist()
-        return dict(zip(found, rows)), missing
+        rows = {w: self._words.row(w) for w in dict.fromkeys(words)}
+        found = {w: r for w, r in rows.items() if r is not None}
+        missing = [w for w, r in rows.items() if r is None]
+        return dict(zip(found, self._vectors[list(found.values())].tolist())), missing
 
     def similar(self, word: str, k: int) -> list[tuple[str, float]]:
         """The k words of highest cosine similarity to `word`, best first, `word` excluded."""
         row = self.row(word)
-        if self._similar is not None:
-            ids, scores = self._similar
+        if self.derived.similar is not None:
+            ids, scores = self.derived.similar
             return self._named(ids[row, :k], scores[row, :k])
-        return self._search(self._unit(row), k, exclude={row})
+        return self._search(np.array(self._unit[row]), k, exclude={row})
 
     def analogy(self, positive: Sequence[str], negative: Sequence[str], k: int) -> list[tuple[str, float]]:
         """Neighbours of the normalised mean of the unit vectors of `positive` (weight +1) and `negative`
@@ -126,8 +114,7 @@ class Embeddings:
         if not rows:
             raise BadQuery("give at least one positive or negative word")
         weights = np.array([1.0] * len(positive) + [-1.0] * len(negative), dtype=np.float32)
-        units = self._vectors[rows] / self._safe_norms(rows)[:, None]  # float32 (n, N)
-        mean = (weights[:, None] * units).mean(axis=0)
+        mean = (weights[:, None] * self._unit[rows]).mean(axis=0)
         return self._search(self._normalised(mean, "the positive and negative words cancel out"),
                             k, exclude=set(rows))
 
@@ -148,27 +135,19 @@ class Embeddings:
             raise ContextUnavailable("this model has no output vectors (imported word2vec vectors), "
                                      "so it defines no context distribution")
         row = self.row(word)
-        if self._context is not None:
-            ids, scores, lse = self._context
+        if self.derived.context is not None:
+            ids, scores, lse = self.derived.context
             ids, scores, lse = ids[row, :k], scores[row, :k], lse[row]
         else:
             all_scores = (self._output @ self._vectors[row])[None, :]  # float32 (1, V)
-            lse = precompute.log_sum_exp(all_scores)[0]
-            ids, scores = (a[0] for a in precompute.top_k(all_scores, k))
+            lse = arrays.log_sum_exp(all_scores)[0]
+            ids, scores = (a[0] for a in arrays.top_k(all_scores, k))
         return self._named(ids, np.exp(scores.astype(np.float64) - lse))
 
     # ---------------------------------------------------------------------------- helpers
 
     def _named(self, ids: np.ndarray, values: np.ndarray) -> list[tuple[str, float]]:
-        words = self.words
-        return [(words[i], v) for i, v in zip(ids.tolist(), values.tolist())]
-
-    def _safe_norms(self, rows) -> np.ndarray:
-        norms = self._norms[rows]
-        return np.where(norms > 0, norms, 1).astype(np.float32)
-
-    def _unit(self, row: int) -> np.ndarray:
-        return self._vectors[row] / self._safe_norms([row])
+        return list(zip(self._words.words(ids.tolist()), values.tolist()))
 
     @staticmethod
     def _normalised(vec: np.ndarray, problem: str) -> np.ndarray:
@@ -178,8 +157,17 @@ class Embeddings:
         return (vec / norm).astype(np.float32)
 
     def _search(self, query: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[tuple[str, float]]:
-        """k best rows of the index for one unit query (N,), skipping `exclude`."""
-        scores, ids = self._index.search(query.reshape(1, -1), min(k + len(exclude), self.vocab_size))
-        hits = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i >= 0 and i not in exclude]
-        words = self.words
-        return [(words[i], s) for i, s in hits[:k]]
+        """The k best rows for one unit query (N,), `exclude` left out: from the approximate index (IVF's
+        candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
+        wanted = min(k + len(exclude), self.vocab_size)
+        kind, index = self.derived.plan.kind, self.derived.index
+        if kind == "ivf":
+            _, ids = index.search(query[None], max(wanted, min(self._candidates, self.vocab_size)))
+            ids = ids[0][(ids[0] >= 0) & (ids[0] < self.vocab_size)]
+            scores = self._unit[ids] @ query
+        else:
+            scores, ids = (self.derived.unit_index if index is None else index).search(query[None], wanted)
+            keep = (ids[0] >= 0) & (ids[0] < self.vocab_size)
+            ids, scores = ids[0][keep], scores[0][keep]
+        pairs = arrays.best_of(ids, scores, k, exclude)
+        return list(zip(self._words.words([i for i, _ in pairs]), [s for _, s in pairs]))

@@ -1,11 +1,14 @@
-"""Gunicorn settings for the service: the model is read and its index built in each worker, never the master."""
+"""Gunicorn settings for the service: derived data prepared once before forking, mapped by every worker."""
+import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+import time
 
-_ROOT = Path(__file__).resolve().parent.parent
-_CORES = len(os.sched_getaffinity(0))
+from service import settings as service_settings
+from trainer import artifact
+
+_CORES = service_settings.cores()
 
 # One thread per worker for FAISS (OpenMP) and numpy (OpenBLAS): a single query gains nothing from more,
 # and N workers on N cores must not each start N threads. Set before any worker imports either library.
@@ -23,22 +26,44 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 # FAISS issue 5206: a search in a forked child can hang once the parent ran multi-threaded OpenMP code.
-# So nothing is preloaded: each worker loads the model (memory-mapped, so workers share its pages).
+# So nothing is preloaded: each worker opens the model and its derived data, memory-mapped, so workers
+# share their pages.
 preload_app = False
 # No runtime management socket: nothing here uses it, and instances on one host would share its path.
 control_socket_disable = True
+_DIGEST = "SKIPGRAM_SERVING_DIGEST"  # the contents every worker must serve, set below for the workers
 
 
 def on_starting(server):
-    """Build the model's derived data (tables, HNSW index) once, with every core, in a child process
-    rather than the master (see above), so that workers only read it; stop if the model is unusable."""
+    """Prepare the model's derived data once, with every core, in a child process rather than the master
+    (see above), so that workers only map it; stop if the model is unusable. The digest of the contents
+    prepared is handed to the workers (through the environment they inherit): a worker started later,
+    after the folder changed, refuses to serve other contents than its siblings."""
+    os.environ.pop(_DIGEST, None)
     env = dict(os.environ, OMP_NUM_THREADS=str(_CORES))
     command = [sys.executable, "-m", "service.precompute", "--threads", str(_CORES)]
-    result = subprocess.run(command, env=env, cwd=_ROOT, check=False)
+    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode != 0:
         server.log.error("cannot serve: preparing the model failed (message above)")
         sys.exit(result.returncode)
+    os.environ[_DIGEST] = json.dumps(result.stdout.split()[-1])
 
 
 def on_reload(server):
     on_starting(server)  # a HUP may follow a new model saved at MODEL_DIR
+
+
+def post_fork(server, worker):
+    """A worker forked after the model folder changed (one replacing a worker that died) exits before it
+    loads anything, and is started again a second later: never two contents served at once. HUP moves
+    every worker to the folder's new contents."""
+    pinned = json.loads(os.environ.get(_DIGEST, "null"))
+    try:
+        found = artifact.read_digest(service_settings.load()["MODEL_DIR"])
+    except (artifact.ModelError, service_settings.SettingsError):
+        return  # the worker's own start reports it
+    if pinned is not None and found != pinned:
+        server.log.error("worker %s not started: the model folder now holds contents %s, this server serves "
+                         "%s; send HUP to serve the new contents", worker.pid, found, pinned)
+        time.sleep(1)
+        sys.exit(1)

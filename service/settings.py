@@ -8,28 +8,48 @@ from flask import Config
 
 PREFIX = "SKIPGRAM"  # SKIPGRAM_MAX_K=50 sets MAX_K; values are parsed as JSON where they can be
 PLAIN_ENV = ("MODEL_DIR", "INDEX")  # also read without the prefix, as the README and Makefile use them
-INDEX_KINDS = ("flat", "hnsw")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+def cores() -> int:
+    """The cores this process may run on (all of them where the OS cannot say, as on macOS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_cache_dir() -> str:
+    """A cache folder of the user's own under the temporary folder (created private, checked at use)."""
+    return os.path.join(tempfile.gettempdir(), f"skipgram-cache-{os.getuid()}")
+
 
 DEFAULTS = {
     "MODEL_DIR": None,  # model folder written by trainer.artifact.save; required
-    "INDEX": "flat",  # "flat": exact IndexFlatIP; "hnsw": approximate IndexHNSWFlat for large vocabularies
+    # "auto": "flat" when every word's neighbours can be precomputed (see TABLES_MAX_COST), else "ivf";
+    # "flat": exact IndexFlatIP; "hnsw": IndexHNSWFlat graph; "ivf": IVF with PQ fast-scan codes, re-ranked
+    "INDEX": "auto",
     "HNSW_M": 16,  # graph degree: more links, better recall, a bigger and slower index
     "HNSW_EF_CONSTRUCTION": 80,  # build-time beam width
-    "HNSW_EF_SEARCH": 48,  # query-time beam width: the recall/latency dial (measure with bench/serve_load.py)
-    "MAX_K": 100,  # largest k a client may ask for
+    "HNSW_EF_SEARCH": 48,  # query-time beam width: the recall/latency dial of hnsw
+    "IVF_NLIST": 0,  # coarse lists; 0: about sqrt(V)
+    "IVF_NPROBE": 16,  # lists scanned per query: the recall/latency dial of ivf
+    "IVF_CANDIDATES": 200,  # PQ candidates re-ranked by exact cosine per query
+    "MAX_K": 100,  # largest k a client may ask for; also the depth of the tables
     "MAX_BATCH_WORDS": 1000,  # largest word list in one request
     "MAX_WORD_LENGTH": 100,  # longest word accepted, in characters
     "MAX_CONTENT_LENGTH": 1 << 20,  # request body limit in bytes (Flask answers 413 above it)
-    # Exact top-MAX_K tables are computed once per model for vocabularies up to this size (the cost grows
-    # with its square: ~1.5 CPU-minutes at 100,000 x 100); 0 turns them off and every query is searched.
-    "TABLES_MAX_WORDS": 200_000,
-    "CACHE_DIR": os.path.join(tempfile.gettempdir(), "skipgram-cache"),  # where derived data is kept
+    # Exact top-MAX_K tables cost about V^2 N multiply-adds each (2.5e12: ~80 s on 2 cores for the two
+    # tables of 100,000 x 100); they are built while their sum stays within this; 0 turns them off.
+    "TABLES_MAX_COST": 2_500_000_000_000,
+    "CACHE_DIR": None,  # where derived data is kept; default: default_cache_dir()
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more
     "PROVIDE_AUTOMATIC_OPTIONS": False,  # OPTIONS would answer an empty non-JSON 200; let it be a JSON 405
+    "SERVING_DIGEST": None,  # set by gunicorn.conf.py: the model contents every worker must serve
 }
 
-_POSITIVE = ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "MAX_K", "MAX_BATCH_WORDS",
-             "MAX_WORD_LENGTH", "MAX_CONTENT_LENGTH", "FAISS_THREADS")
+_POSITIVE = ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "IVF_NPROBE", "IVF_CANDIDATES", "MAX_K",
+             "MAX_BATCH_WORDS", "MAX_WORD_LENGTH", "MAX_CONTENT_LENGTH", "FAISS_THREADS")
 
 
 class SettingsError(ValueError):
@@ -54,12 +74,19 @@ def load(overrides: dict | None = None) -> Config:
 def check(config) -> None:
     if not config.get("MODEL_DIR"):
         raise SettingsError("MODEL_DIR is not set: point it at a model folder (e.g. MODEL_DIR=models/default)")
-    config["MODEL_DIR"] = os.fspath(config["MODEL_DIR"])
+    # Absolute from here on: the precompute command and every worker then mean the same folders.
+    config["MODEL_DIR"] = os.path.abspath(os.fspath(config["MODEL_DIR"]))
+    config["CACHE_DIR"] = os.path.abspath(os.fspath(config["CACHE_DIR"] or default_cache_dir()))
     if config["INDEX"] not in INDEX_KINDS:
         raise SettingsError(f"INDEX must be one of {', '.join(INDEX_KINDS)}, got {config['INDEX']!r}")
     for name in _POSITIVE:
         _check_int(config, name, minimum=1)
-    _check_int(config, "TABLES_MAX_WORDS", minimum=0)
+    _check_int(config, "IVF_NLIST", minimum=0)
+    if isinstance(config["TABLES_MAX_COST"], float) and config["TABLES_MAX_COST"].is_integer():
+        config["TABLES_MAX_COST"] = int(config["TABLES_MAX_COST"])  # 2e12 reads as a float
+    _check_int(config, "TABLES_MAX_COST", minimum=0)
+    if config["SERVING_DIGEST"] is not None and not isinstance(config["SERVING_DIGEST"], str):
+        raise SettingsError(f"SERVING_DIGEST (environment {PREFIX}_SERVING_DIGEST) must be a JSON string")
 
 
 def _check_int(config, name: str, minimum: int) -> None:

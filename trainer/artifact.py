@@ -42,14 +42,26 @@ class ModelError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Model:
-    """A loaded model folder. Arrays are read-only memory maps unless loaded with mmap=False."""
+    """A loaded model folder. Arrays are read-only memory maps unless loaded with mmap=False; the vocabulary
+    is read on first use (a server that looks words up in its own shared table never builds these objects)."""
 
     path: Path
-    words: tuple[str, ...]
-    counts: np.ndarray  # int64 (V,)
     input_vectors: np.ndarray  # float32 (V, N)
     output_vectors: np.ndarray | None  # float32 (V, N), or None for imported vectors
     meta: dict = field(repr=False)
+
+    @cached_property
+    def _vocab(self) -> tuple[tuple[str, ...], np.ndarray]:
+        return _read_vocab(self.path / VOCAB_FILE, self.vocab_size)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return self._vocab[0]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """int64 (V,)"""
+        return self._vocab[1]
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -58,7 +70,7 @@ class Model:
 
     @property
     def vocab_size(self) -> int:
-        return len(self.words)
+        return int(self.meta["vocab_size"])
 
     @property
     def dim(self) -> int:
@@ -69,10 +81,21 @@ class Model:
         """'negative-sampling', 'naive-softmax', or None when the vectors were imported."""
         return self.meta.get("objective")
 
+    @property
+    def digest(self) -> str:
+        """The model's contents in 20 hex digits: a digest of the checksums meta.json records for its files.
+        Two folders with the same contents have the same digest; a model saved again unchanged keeps it."""
+        return contents_digest(self.meta)
 
-def index_path(model_dir: str | os.PathLike, kind: str) -> Path:
-    """Where a prebuilt search index of the given kind (e.g. 'hnsw') lives inside a model folder."""
-    return Path(model_dir) / f"index.{kind}.faiss"
+
+def contents_digest(meta: dict) -> str:
+    """Model.digest from a folder's meta.json contents alone."""
+    return hashlib.sha256(json.dumps(meta["files"], sort_keys=True).encode()).hexdigest()[:20]
+
+
+def read_digest(path: str | os.PathLike) -> str:
+    """The digest of the model folder at `path`, from its meta.json alone (cheap: no array is opened)."""
+    return contents_digest(_read_meta(Path(path)))
 
 
 # ----------------------------------------------------------------------------------------------- saving
@@ -231,12 +254,14 @@ def _rename_exchange(a: Path, b: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def load(path: str | os.PathLike, *, mmap: bool = True, verify_checksums: bool = False) -> Model:
+def load(path: str | os.PathLike, *, mmap: bool = True, verify_checksums: bool = False,
+         check_values: bool = True) -> Model:
     """Read and check a model folder; raise ModelError naming the file and the problem.
 
-    Checks: every file present with the size meta.json records, known format version, vocabulary
-    well-formed and of the recorded size, arrays float32 of shape (V, dim), all values finite;
-    with verify_checksums also the SHA-256 of every file.
+    Checks: every file present with the size meta.json records, known format version, arrays float32 of
+    shape (V, dim); with check_values also the vocabulary (well-formed, of the recorded size) and every
+    value finite, which reads every page of the arrays: a server checks that once where it prepares the
+    model, not in every worker. With verify_checksums also the SHA-256 of every file.
     """
     path = Path(path)
     if not path.is_dir():
@@ -245,11 +270,24 @@ def load(path: str | os.PathLike, *, mmap: bool = True, verify_checksums: bool =
     files = meta["files"]
     for name, record in files.items():
         _check_file(path / name, record, verify_checksums)
-    words, counts = _read_vocab(path / VOCAB_FILE, meta["vocab_size"])
     shape = (meta["vocab_size"], meta["dim"])
     input_vectors = _read_array(path / INPUT_FILE, shape, mmap)
     output_vectors = _read_array(path / OUTPUT_FILE, shape, mmap) if OUTPUT_FILE in files else None
-    return Model(path, words, counts, input_vectors, output_vectors, meta)
+    model = Model(path, input_vectors, output_vectors, meta)
+    if check_values:
+        check_values_of(model)
+    return model
+
+
+def check_values_of(model: Model) -> None:
+    """The checks load() leaves out with check_values=False: the vocabulary is read and well-formed, and
+    every vector value is finite. Raises ModelError naming the file and the first bad row."""
+    model.words  # noqa: B018 (reading it checks it)
+    for name, array in ((INPUT_FILE, model.input_vectors), (OUTPUT_FILE, model.output_vectors)):
+        bad = non_finite_rows(array) if array is not None else ()
+        if len(bad):
+            raise ModelError(f"{model.path / name}: row {int(bad[0])} holds NaN or infinite values "
+                             f"({len(bad)} such rows)")
 
 
 def verify(path: str | os.PathLike, *, checksums: bool = True) -> Model:
@@ -318,12 +356,16 @@ def _read_array(target: Path, shape: tuple[int, int], mmap: bool) -> np.ndarray:
         raise ModelError(f"{target}: not a readable .npy array ({exc})") from None
     if array.dtype != np.float32 or array.shape != shape:
         raise ModelError(f"{target}: expected float32 {shape}, found {array.dtype} {array.shape}")
-    finite_rows = np.isfinite(array).all(axis=1)
-    if not finite_rows.all():
-        row = int(np.flatnonzero(~finite_rows)[0])
-        raise ModelError(f"{target}: row {row} holds NaN or infinite values "
-                         f"({int((~finite_rows).sum())} such rows)")
     return array
+
+
+def non_finite_rows(array: np.ndarray, block_bytes: int = 1 << 24) -> np.ndarray:
+    """int64 (R,): the rows of a (V, N) array holding NaN or an infinity, checked a block at a time so that
+    no temporary grows with the array."""
+    step = max(1, block_bytes // max(1, array.shape[1] * array.itemsize))
+    bad = [start + np.flatnonzero(~np.isfinite(array[start:start + step]).all(axis=1))
+           for start in range(0, len(array), step)]
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 @contextlib.contextmanager

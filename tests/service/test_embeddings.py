@@ -1,5 +1,5 @@
 """The answers are the right ones: neighbours against brute-force numpy, analogies against gensim,
-context probabilities against a numpy softmax, HNSW against the exact index."""
+context probabilities against a numpy softmax, the approximate indexes against the exact one."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -7,10 +7,16 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from service import precompute
+from service import arrays, derived, precompute, settings
 from service.embeddings import Embeddings
 from service.settings import SettingsError
 from trainer import artifact
+
+
+def embeddings(model, **overrides) -> Embeddings:
+    """Embeddings over `model` with its derived data prepared (or read back) under the given settings."""
+    config = settings.load({"MODEL_DIR": model.path, **overrides})
+    return Embeddings(model, derived.prepare(model, config), config)
 
 
 def cosine_ranking(vectors: np.ndarray, query: np.ndarray, exclude=()) -> list[tuple[int, float]]:
@@ -27,7 +33,7 @@ def assert_same_ranking(got: list[dict], words, expected: list[tuple[int, float]
 
 @pytest.fixture(scope="module")
 def untabled_client(make_app, checked_client):
-    return checked_client(make_app(MAX_K=1000, TABLES_MAX_WORDS=0))
+    return checked_client(make_app(MAX_K=1000, TABLES_MAX_COST=0))
 
 
 @pytest.fixture(params=["tables", "per-query"])
@@ -91,7 +97,7 @@ def test_context_probs_over_the_whole_vocabulary_sum_to_one(either_client, model
 
 def test_log_sum_exp_is_stable_for_large_scores():
     scores = np.array([[1000.0, 999.0, -1000.0]], dtype=np.float32)
-    assert precompute.log_sum_exp(scores)[0] == pytest.approx(1000 + np.log1p(np.exp(-1.0)), abs=1e-9)
+    assert arrays.log_sum_exp(scores)[0] == pytest.approx(1000 + np.log1p(np.exp(-1.0)), abs=1e-9)
 
 
 @pytest.mark.parametrize("size, width, k", [(5, 10, 3), (7, 1000, 10), (3, 20_000, 100), (4, 3203, 7),
@@ -100,7 +106,7 @@ def test_top_k_matches_a_full_sort(size, width, k):
     scores = np.random.default_rng(width).standard_normal((size, width)).astype(np.float32)
     ties = np.round(scores, 1)  # many equal values
     for matrix in (scores, ties):
-        ids, values = precompute.top_k(matrix, k)
+        ids, values = arrays.top_k(matrix, k)
         np.testing.assert_array_equal(values, -np.sort(-matrix, axis=1)[:, :k])
         np.testing.assert_array_equal(np.take_along_axis(matrix, ids.astype(np.int64), 1), values)
         assert all(len(set(row)) == k for row in ids.tolist())
@@ -114,42 +120,54 @@ def clustered_model(path, size=3000, dim=32, clusters=60, seed=3):
                                        vectors, None, {"objective": None}))
 
 
-def test_hnsw_recall_at_10(tmp_path):
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_recall_at_10(tmp_path, kind):
     model = clustered_model(tmp_path / "clustered")
-    settings = {"CACHE_DIR": tmp_path / "cache", "HNSW_EF_SEARCH": 64}
-    exact = Embeddings(model, {**settings, "TABLES_MAX_WORDS": 0})
-    approximate = Embeddings(model, {**settings, "INDEX": "hnsw"})
-    assert approximate.describe()["index"]["type"] == "hnsw"
+    cache = {"CACHE_DIR": tmp_path / "cache", "HNSW_EF_SEARCH": 64}
+    exact = embeddings(model, **cache, INDEX="flat", TABLES_MAX_COST=0)
+    approximate = embeddings(model, **cache, INDEX=kind)
+    assert approximate.describe()["index"]["type"] == kind
     words = model.words[::6]
-    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in approximate.similar(word, 10)})
-                      / 10 for word in words])
+    found = [exact.similar(word, 10) for word in words]
+    recall = np.mean([len({w for w, _ in truth} & {w for w, _ in approximate.similar(word, 10)}) / 10
+                      for word, truth in zip(words, found)])
+    print(f"{kind} recall@10 over {len(words)} words of {model.vocab_size}: {recall:.4f}")
     assert recall >= 0.95
-    assert list((tmp_path / "cache").glob("*/hnsw-*.faiss"))  # kept for the next worker...
-    reread = Embeddings(model, {**settings, "INDEX": "hnsw"})  # ...which reads it
-    assert reread._index.thisown  # the Python object owns the index: it cannot be freed under us
+    assert list((tmp_path / "cache").glob(f"*/{kind}-*.faiss"))  # kept for the next worker...
+    entry = derived.cache_folder(model, tmp_path / "cache")
+    reread = Embeddings(model, derived.open_prepared(model, settings.load(
+        {"MODEL_DIR": model.path, **cache, "INDEX": kind})))  # ...which maps it
+    assert reread.derived.index.thisown  # the Python object owns the index: it cannot be freed under us
+    assert reread.derived.folder == entry
     assert [reread.similar(word, 10) for word in words] == [approximate.similar(word, 10) for word in words]
+    # scores are exact cosines whatever found the neighbours
+    for word in words[:20]:
+        row = model.index[word]
+        expected = dict(cosine_ranking(model.input_vectors, model.input_vectors[row], exclude={row}))
+        for neighbour, score in approximate.similar(word, 10):
+            assert score == pytest.approx(expected[model.index[neighbour]], abs=1e-5)
 
 
 def test_tables_are_kept_and_a_damaged_one_is_rebuilt(tmp_path, model):
-    settings = {"CACHE_DIR": tmp_path, "MAX_K": 20}
-    first = Embeddings(model, settings).similar("king", 20)
+    first = embeddings(model, CACHE_DIR=tmp_path, MAX_K=20).similar("king", 20)
     files = sorted(tmp_path.glob("*/similar-top20-*.npy"))
     assert len(files) == 2
     files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
-    assert Embeddings(model, settings).similar("king", 20) == first
+    assert embeddings(model, CACHE_DIR=tmp_path, MAX_K=20).similar("king", 20) == first
     assert files[0].stat().st_size > 100
 
 
 def test_an_unwritable_cache_still_serves(tmp_path, model):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    embeddings = Embeddings(model, {"CACHE_DIR": blocker / "cache", "MAX_K": 5})
-    assert embeddings.describe()["precomputed"] == {"similar": True, "context": True}
-    assert len(embeddings.similar("king", 5)) == 5
+    served = embeddings(model, CACHE_DIR=blocker / "cache", MAX_K=5)
+    assert served.describe()["precomputed"] == {"similar": True, "context": True}
+    assert len(served.similar("king", 5)) == 5
 
 
-@pytest.mark.parametrize("config", [{"MAX_K": 0}, {"MAX_K": "ten"}, {"MAX_K": True}, {"INDEX": "ivf"},
-                                    {"MODEL_DIR": ""}, {"TABLES_MAX_WORDS": -1}, {"HNSW_M": 1.5}])
+@pytest.mark.parametrize("config", [{"MAX_K": 0}, {"MAX_K": "ten"}, {"MAX_K": True}, {"INDEX": "annoy"},
+                                    {"MODEL_DIR": ""}, {"TABLES_MAX_COST": -1}, {"HNSW_M": 1.5},
+                                    {"IVF_NPROBE": 0}, {"IVF_NLIST": "many"}, {"SERVING_DIGEST": 12}])
 def test_unusable_settings_are_refused(make_app, config):
     with pytest.raises(SettingsError):
         make_app(**config)

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from service import precompute
+from service import derived, precompute, settings
 from service.embeddings import Embeddings
 from trainer import artifact
 
@@ -26,7 +26,14 @@ def train(path, seed: int):
 def entries_for(cache, model_dir) -> list[str]:
     """Names of the cache entries recorded as built for `model_dir`."""
     return sorted(entry.name for entry in cache.iterdir()
-                  if os.path.abspath(model_dir) in (entry / precompute.MODELS_FILE).read_text().splitlines())
+                  if os.path.abspath(model_dir) in (entry / derived.MODELS_FILE).read_text().splitlines())
+
+
+def open_worker(model_dir) -> Embeddings:
+    """What a worker does: map the prepared data (or prepare it itself), with the environment's settings."""
+    model = artifact.load(model_dir)
+    config = settings.load({"MODEL_DIR": model_dir})
+    return Embeddings(model, derived.open_prepared(model, config), config)
 
 
 @pytest.fixture
@@ -39,17 +46,17 @@ def test_retraining_leaves_one_entry_and_spares_other_models(tmp_path, cache):
     served = train(tmp_path / "a" / "default", seed=0)
     other = train(tmp_path / "b" / "default", seed=10)  # the same name in another place, served too
     assert precompute.main([str(other)]) == 0
-    other_entry = precompute.cache_folder(artifact.load(other), cache)
+    other_entry = derived.cache_folder(artifact.load(other), cache)
     other_files = sorted(path.name for path in other_entry.iterdir())
     assert precompute.main([str(served)]) == 0
-    running = Embeddings(artifact.load(served), {"CACHE_DIR": cache})  # a worker serving the first version
+    running = open_worker(served)  # a worker serving the first version
     answer = running.similar("w1", 5)
 
     for seed in (1, 2):  # retrained twice, precomputed after each
         train(served, seed)
         assert precompute.main([str(served)]) == 0
 
-    assert entries_for(cache, served) == [precompute.cache_folder(artifact.load(served), cache).name]
+    assert entries_for(cache, served) == [derived.cache_folder(artifact.load(served), cache).name]
     assert entries_for(cache, other) == [other_entry.name]
     assert sorted(path.name for path in other_entry.iterdir()) == other_files
     assert len(list(cache.iterdir())) == 2
@@ -61,7 +68,7 @@ def test_an_entry_that_a_copy_of_the_model_still_matches_is_kept(tmp_path, cache
     copy = shutil.copytree(first, tmp_path / "b" / "default")  # same contents: one shared entry
     assert precompute.main([str(first)]) == 0
     assert precompute.main([str(copy)]) == 0
-    shared = precompute.cache_folder(artifact.load(copy), cache)
+    shared = derived.cache_folder(artifact.load(copy), cache)
     assert [entry.name for entry in cache.iterdir()] == [shared.name]
 
     train(first, seed=1)
@@ -76,7 +83,7 @@ def test_an_entry_that_a_copy_of_the_model_still_matches_is_kept(tmp_path, cache
 
 def test_entries_without_a_record_are_left_alone(tmp_path, cache):
     model_dir = train(tmp_path / "default", seed=0)
-    unrecorded = Embeddings(artifact.load(model_dir), {"CACHE_DIR": cache})  # built outside the command
+    unrecorded = open_worker(model_dir)  # built outside the command
     assert unrecorded.describe()["precomputed"]["similar"]
     train(model_dir, seed=1)
     assert precompute.main([str(model_dir)]) == 0

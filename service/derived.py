@@ -1,0 +1,349 @@
+"""A model's derived data: what the service computes once per model contents and every worker maps.
+
+One cache entry, a folder NAME-DIGEST under CACHE_DIR (the digest of the model's contents), holds
+  words-{blob,offsets,hashes,rows}.npy   the vocabulary lookup (service.words)
+  unit.faiss                             the unit input vectors, the one copy every search reads (service.indexes)
+  hnsw-m{M}-efc{E}.faiss | ivf-nlist{L}-pq{P}.faiss   the approximate index of INDEX=hnsw or ivf
+  similar-top{k}-{ids,scores}.npy        every word's k nearest words (exact index, when affordable)
+  context-top{k}-{ids,scores}.npy, context-lse.npy   every word's k likeliest context words, log softmax normaliser
+  manifest.json                          the files prepare() checked, with their sizes
+  models.txt                             the model folders the entry was prepared for (see remove_stale)
+prepare() runs once per server start (`python -m service.precompute`, before gunicorn forks): it checks the
+model's values and every file there, rebuilds what is missing or damaged, then writes the manifest. open()
+runs in every worker: it maps what the manifest lists after checking sizes and shapes, and prepares the
+data itself only when it cannot. Nothing mapped is ever written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from service import arrays, indexes, words
+from service import settings as settings_module
+from trainer import artifact
+from trainer.artifact import ModelError
+
+log = logging.getLogger(__name__)
+# Tables hold an id and a score (8 bytes) per entry: beyond this (a very large MAX_K) they would cost more
+# memory than they save time, and queries are searched instead.
+MAX_TABLE_ENTRIES = 50_000_000
+MANIFEST = "manifest.json"
+MODELS_FILE = "models.txt"
+UNIT_FILE = "unit.faiss"
+
+
+class ModelChanged(ModelError):
+    """The model folder holds other contents than the ones the server started with."""
+
+
+def check_serving(model: artifact.Model, digest: str | None) -> None:
+    """Raise ModelChanged unless `model` holds the contents `digest` names (None: any contents)."""
+    if digest is not None and model.digest != digest:
+        raise ModelChanged(f"{model.path}: holds contents {model.digest}, but this server serves {digest}; "
+                           "the folder changed since the server started: send HUP to serve the new contents")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a model's derived data consists of under given settings (a pure function of both)."""
+
+    kind: str  # "flat", "hnsw" or "ivf" (INDEX=auto resolved)
+    index_file: str | None  # the approximate index's file, None for flat
+    similar_k: int  # depth of the similar table; 0: none
+    context_k: int  # depth of the context table; 0: none
+
+    def files(self) -> list[str]:
+        names = [f"words-{name}.npy" for name in words.NAMES] + [UNIT_FILE]
+        names += [self.index_file] if self.index_file else []
+        names += list(_similar_specs(self.similar_k, 0)) if self.similar_k else []
+        names += list(_context_specs(self.context_k, 0)) if self.context_k else []
+        return names
+
+
+def make_plan(model: artifact.Model, settings: Mapping) -> Plan:
+    """Tables cost about V^2 N multiply-adds each: they are built, the similar table first, while their
+    sum stays within TABLES_MAX_COST. INDEX=auto is the exact index when the similar table is affordable
+    (every answer by word precomputed), else IVF."""
+    size, dim, max_k = model.vocab_size, model.dim, settings["MAX_K"]
+    cost = size * size * dim
+    affordable = lambda tables: (size >= 2 and size * max_k <= MAX_TABLE_ENTRIES  # noqa: E731
+                                 and tables * cost <= settings["TABLES_MAX_COST"])
+    kind = settings["INDEX"]
+    if kind == "auto":
+        kind = "flat" if affordable(1) else "ivf"
+    similar_k = min(max_k, size - 1) if kind == "flat" and affordable(1) else 0
+    context_k = (min(max_k, size) if model.output_vectors is not None and affordable(1 + bool(similar_k))
+                 else 0)
+    index_file = {"flat": None,
+                  "hnsw": f"hnsw-m{settings['HNSW_M']}-efc{settings['HNSW_EF_CONSTRUCTION']}.faiss",
+                  "ivf": f"ivf-nlist{indexes.ivf_lists(size, settings['IVF_NLIST'])}-pq{indexes.pq_parts(dim)}.faiss",
+                  }[kind]
+    return Plan(kind, index_file, similar_k, context_k)
+
+
+@dataclass(eq=False)
+class Derived:
+    """A model's derived data, mapped from its cache entry (or in memory when the entry cannot be written)."""
+
+    plan: Plan
+    words: words.WordTable
+    unit_index: faiss.IndexFlatIP  # owns the memory `unit` views
+    unit: np.ndarray  # float32 (V, N), read-only: unit input vectors
+    index: faiss.Index | None  # the approximate index (hnsw: unit_index is its storage)
+    similar: tuple[np.ndarray, np.ndarray] | None  # ids int32 (V, k), cosines float32 (V, k)
+    context: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # ids (V, k), scores (V, k), lse float64 (V,)
+    folder: Path
+    seconds: float  # time taken to prepare or open it
+
+
+def cache_folder(model: artifact.Model, cache_dir: str | os.PathLike) -> Path:
+    """One folder per model contents (a model saved again unchanged finds its old entry)."""
+    return Path(cache_dir) / f"{model.path.name}-{model.digest}"
+
+
+# ------------------------------------------------------------------------------------------ preparing
+
+def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Derived:
+    """Check the model's values and every file of its cache entry, build what is missing or damaged (with
+    `threads` threads), record the result in the manifest. Raises ModelError for an unusable model."""
+    started = time.perf_counter()
+    artifact.check_values_of(model)
+    plan = make_plan(model, settings)
+    folder = cache_folder(model, settings["CACHE_DIR"])
+    writable = _make_folder(folder, settings)
+    keep = (lambda write: write) if writable else (lambda write: None)
+
+    table = _cached("word table", lambda: _checked_words(folder, model.vocab_size),
+                    lambda: words.build(model.words), keep(lambda a: _save_all(folder, _word_specs(a))))
+    word_table = words.WordTable(table)
+    unit_path = folder / UNIT_FILE
+    unit_index = _cached("unit vectors", lambda: _checked_unit(unit_path, model), 
+                         lambda: indexes.build_unit(model.input_vectors),
+                         keep(lambda index: indexes.write(index, unit_path)))
+    unit = indexes.unit_view(unit_index)
+    index = None
+    if plan.kind != "flat":
+        path = folder / plan.index_file
+        if plan.kind == "hnsw":
+            read = lambda: indexes.read_hnsw(path, unit_index, settings["HNSW_M"])  # noqa: E731
+            build = lambda: indexes.build_hnsw(unit, settings["HNSW_M"], settings["HNSW_EF_CONSTRUCTION"], threads)  # noqa: E731
+        else:
+            nlist = indexes.ivf_lists(model.vocab_size, settings["IVF_NLIST"])
+            read = lambda: indexes.read_ivf(path, model.vocab_size, model.dim, nlist)  # noqa: E731
+            build = lambda: indexes.build_ivf(unit, nlist, threads)  # noqa: E731
+        index = _cached(f"{plan.kind} index", read, build, keep(lambda built: indexes.write(built, path)))
+        if plan.kind == "hnsw" and index.storage is None:  # built here and kept in memory
+            index.storage, index.own_fields = unit_index, False
+    similar = context = None
+    if plan.similar_k:
+        specs = _similar_specs(plan.similar_k, model.vocab_size)
+        similar = _cached("similar table", lambda: _checked_table(folder, specs, model.vocab_size),
+                          lambda: arrays.build_tables(unit, unit, plan.similar_k, exclude_self=True, threads=threads),
+                          keep(lambda built: _save_all(folder, dict(zip(specs, built)))))
+    if plan.context_k:
+        specs = _context_specs(plan.context_k, model.vocab_size)
+        context = _cached("context table", lambda: _checked_table(folder, specs, model.vocab_size),
+                          lambda: arrays.build_tables(model.input_vectors, model.output_vectors, plan.context_k,
+                                                      with_lse=True, threads=threads),
+                          keep(lambda built: _save_all(folder, dict(zip(specs, built)))))
+    if writable:
+        _write_manifest(folder, model, plan)
+    return Derived(plan, word_table, unit_index, unit, index, similar, context, folder,
+                   time.perf_counter() - started)
+
+
+def _cached(what: str, read: Callable, build: Callable, write: Callable | None):
+    """read() the checked file(s); else build(), write() (None: cannot) and read back mapped."""
+    try:
+        return read()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unusable (%s): building it again", what, exc)
+    started = time.perf_counter()
+    built = build()
+    log.info("%s built in %.1f s", what, time.perf_counter() - started)
+    if write is None:
+        return built
+    try:
+        write(built)
+        return read()
+    except OSError as exc:
+        log.warning("cannot keep the %s in the cache (%s): this process keeps its own", what, exc)
+        return built
+
+
+def _make_folder(folder: Path, settings: Mapping) -> bool:
+    """Create the entry (and a private cache folder); False, with a warning, when it cannot be written."""
+    cache = folder.parent
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.path.abspath(cache) == os.path.abspath(settings_module.default_cache_dir()):
+            info = cache.stat()
+            if info.st_uid != os.getuid() or info.st_mode & 0o077:
+                raise ModelError(f"{cache}: the default cache folder belongs to another user or is open to "
+                                 "others; remove it or set SKIPGRAM_CACHE_DIR to a folder of your own")
+        folder.mkdir(mode=0o700, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return True
+    except OSError as exc:
+        log.warning("cannot write the cache entry %s (%s): every worker computes its own data", folder, exc)
+        return False
+
+
+def _checked_words(folder: Path, size: int) -> dict[str, np.ndarray]:
+    table = {name: _load_npy(folder / f"words-{name}.npy") for name in words.NAMES}
+    words.WordTable(table).check(size)
+    return table
+
+
+def _checked_unit(path: Path, model: artifact.Model) -> faiss.IndexFlatIP:
+    index = indexes.read_unit(path, model.vocab_size, model.dim)
+    indexes.check_unit(indexes.unit_view(index))
+    return index
+
+
+def _checked_table(folder: Path, specs: dict, size: int) -> tuple[np.ndarray, ...]:
+    """The arrays of a table, checked: dtypes and shapes, ids within the vocabulary, scores finite."""
+    loaded = _load_all(folder, specs)
+    for name, array in zip(specs, loaded):
+        if array.dtype == np.int32 and len(array) and not (0 <= array.min() and array.max() < size):
+            raise ValueError(f"{name}: ids outside the vocabulary")
+        if array.dtype != np.int32 and not np.isfinite(array).all():
+            raise ValueError(f"{name}: values that are not finite")
+    return loaded
+
+
+def _write_manifest(folder: Path, model: artifact.Model, plan: Plan) -> None:
+    """Add this plan's files to the manifest (other settings' files stay listed)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        files = dict(manifest["files"]) if manifest.get("model") == model.digest else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        files = {}
+    files.update({name: (folder / name).stat().st_size for name in plan.files()})
+    body = json.dumps({"model": model.digest, "files": files}, indent=1, sort_keys=True).encode()
+    with artifact.atomic_file(folder / MANIFEST) as f:
+        f.write(body)
+
+
+# -------------------------------------------------------------------------------------------- opening
+
+def open_prepared(model: artifact.Model, settings: Mapping) -> Derived:
+    """Map the data prepare() checked for this model and settings (sizes and shapes checked again, not
+    values); prepare it in this process, with one thread, when the entry lacks it or does not match."""
+    started = time.perf_counter()
+    plan = make_plan(model, settings)
+    folder = cache_folder(model, settings["CACHE_DIR"])
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        if manifest["model"] != model.digest:
+            raise ValueError("manifest of other contents")
+        for name in plan.files():
+            if (folder / name).stat().st_size != manifest["files"].get(name):
+                raise ValueError(f"{name}: not the size prepared")
+        table = words.WordTable({name: _load_npy(folder / f"words-{name}.npy") for name in words.NAMES})
+        if len(table) != model.vocab_size:
+            raise ValueError("word table of another size")
+        unit_index = indexes.read_unit(folder / UNIT_FILE, model.vocab_size, model.dim)
+        index = None
+        if plan.kind == "hnsw":
+            index = indexes.read_hnsw(folder / plan.index_file, unit_index, settings["HNSW_M"])
+        elif plan.kind == "ivf":
+            index = indexes.read_ivf(folder / plan.index_file, model.vocab_size, model.dim,
+                                     indexes.ivf_lists(model.vocab_size, settings["IVF_NLIST"]))
+        similar = (_load_all(folder, _similar_specs(plan.similar_k, model.vocab_size)) if plan.similar_k else None)
+        context = (_load_all(folder, _context_specs(plan.context_k, model.vocab_size)) if plan.context_k else None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.info("no prepared data for %s in %s (%s): preparing it in this process", model.path, folder, exc)
+        return prepare(model, settings)
+    return Derived(plan, table, unit_index, indexes.unit_view(unit_index), index, similar, context, folder,
+                   time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------ .npy files
+
+def _word_specs(table: dict) -> dict[str, np.ndarray]:
+    return {f"words-{name}.npy": table[name] for name in words.NAMES}
+
+
+def _similar_specs(k: int, size: int) -> dict[str, tuple]:
+    return {f"similar-top{k}-ids.npy": (np.int32, (size, k)), f"similar-top{k}-scores.npy": (np.float32, (size, k))}
+
+
+def _context_specs(k: int, size: int) -> dict[str, tuple]:
+    return {f"context-top{k}-ids.npy": (np.int32, (size, k)), f"context-top{k}-scores.npy": (np.float32, (size, k)),
+            "context-lse.npy": (np.float64, (size,))}
+
+
+def _load_all(folder: Path, specs: dict) -> tuple[np.ndarray, ...]:
+    return tuple(_load_npy(folder / name, *spec) for name, spec in specs.items())
+
+
+def _load_npy(path: Path, dtype=None, shape=None) -> np.ndarray:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if (dtype is not None and array.dtype != dtype) or (shape is not None and array.shape != shape):
+        raise ValueError(f"{path}: expected {np.dtype(dtype)} {shape}, found {array.dtype} {array.shape}")
+    return np.asarray(array)  # a plain view of the mapping: np.memmap's indexing costs more per request
+
+
+def _save_all(folder: Path, named: dict[str, np.ndarray]) -> None:
+    for name, array in named.items():
+        with artifact.atomic_file(folder / name) as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+# ---------------------------------------------------------------------------------- stale entries
+
+def remove_stale(model: artifact.Model, cache_dir: str | os.PathLike) -> list[Path]:
+    """Record that the model's cache entry serves this model folder, then delete every other entry built
+    for this folder that no folder it served still matches: what earlier contents of a retrained model
+    left. An entry still matched by some folder (a copy of the model elsewhere, maybe being served) is
+    kept, and so is an entry with no record. Returns the folders deleted."""
+    here = os.path.abspath(model.path)  # the path the service was given: a symlink may be repointed
+    current = cache_folder(model, cache_dir)
+    if not Path(cache_dir).is_dir():  # nothing was ever cached there
+        return []
+    try:
+        if current.is_dir() and here not in _served(current):
+            with open(current / MODELS_FILE, "a", encoding="utf-8") as f:  # appends of one line do not mix
+                f.write(here + "\n")
+        entries = sorted(Path(cache_dir).iterdir())
+    except OSError as exc:
+        log.warning("cannot tidy the cache in %s (%s)", cache_dir, exc)
+        return []
+    removed = []
+    for entry in entries:
+        served = _served(entry)
+        if entry != current and here in served and not any(_matches(entry, path) for path in served):
+            shutil.rmtree(entry, ignore_errors=True)  # workers that map its files keep reading them
+            if not entry.exists():
+                log.info("removed %s, derived from earlier contents of %s", entry, here)
+                removed.append(entry)
+    return removed
+
+
+def _served(entry: Path) -> set[str]:
+    try:
+        return set((entry / MODELS_FILE).read_text(encoding="utf-8").split("\n")) - {""}
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
+def _matches(entry: Path, model_dir: str) -> bool:
+    """Whether the model folder now holds the contents `entry` was derived from."""
+    try:
+        return entry.name.endswith("-" + artifact.read_digest(model_dir))
+    except (OSError, ModelError):
+        return False

@@ -1,0 +1,82 @@
+"""The vocabulary as four flat arrays that every worker memory-maps: word -> row by hash, row -> word by offset.
+
+A million Python strings and a dict over them cost each worker about 150 MB of private memory; these arrays
+cost one shared copy of the words' UTF-8 bytes plus 16 bytes a word, and a lookup touches a few pages.
+  blob     uint8 (B,)     the words' UTF-8 bytes, row after row
+  offsets  int64 (V+1,)   row r's word is blob[offsets[r]:offsets[r+1]]
+  hashes   uint32 (V,)    CRC-32 of every word, sorted
+  rows     int32 (V,)     the row of each hash, in the same order (equal hashes: try each)
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+NAMES = ("blob", "offsets", "hashes", "rows")
+
+
+class WordTableError(ValueError):
+    """Arrays that do not form a consistent word table (a damaged cache entry)."""
+
+
+def build(words: Sequence[str]) -> dict[str, np.ndarray]:
+    """The four arrays of the table of `words` (row order kept)."""
+    encoded = [w.encode("utf-8") for w in words]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    hashes = np.fromiter((zlib.crc32(b) for b in encoded), np.uint32, len(encoded))
+    order = np.argsort(hashes, kind="stable")
+    return {"blob": np.frombuffer(b"".join(encoded), np.uint8), "offsets": offsets,
+            "hashes": hashes[order], "rows": order.astype(np.int32)}
+
+
+class WordTable:
+    """Lookups over the arrays of build() (in memory or memory-mapped; never written)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        self._blob, self._offsets = arrays["blob"], arrays["offsets"]
+        self._hashes, self._rows = arrays["hashes"], arrays["rows"]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def row(self, word: str) -> int | None:
+        """The row of `word`, or None when it is not in the vocabulary."""
+        try:
+            raw = word.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no vocabulary word holds one
+            return None
+        h = zlib.crc32(raw)
+        at = int(np.searchsorted(self._hashes, h))
+        while at < len(self._hashes) and self._hashes[at] == h:
+            row = int(self._rows[at])
+            if self._bytes(row) == raw:
+                return row
+            at += 1
+        return None
+
+    def word(self, row: int) -> str:
+        return self._bytes(row).decode("utf-8")
+
+    def words(self, rows: Sequence[int]) -> list[str]:
+        return [self._bytes(r).decode("utf-8") for r in rows]
+
+    def _bytes(self, row: int) -> bytes:
+        return self._blob[self._offsets[row]:self._offsets[row + 1]].tobytes()
+
+    def check(self, vocab_size: int) -> None:
+        """Raise WordTableError unless the arrays are consistent for `vocab_size` words: offsets rising from
+        0 to the blob's end, hashes sorted, rows a permutation of 0..V-1. Reads every array once."""
+        offsets, rows = self._offsets, self._rows
+        if (len(offsets) != vocab_size + 1 or len(rows) != vocab_size or len(self._hashes) != vocab_size
+                or offsets[0] != 0 or offsets[-1] != len(self._blob)):
+            raise WordTableError(f"word table does not hold {vocab_size} words")
+        if (np.diff(offsets) <= 0).any() or (np.diff(self._hashes.astype(np.int64)) < 0).any():
+            raise WordTableError("word table offsets or hashes out of order")
+        if rows.min() < 0 or rows.max() >= vocab_size or np.bincount(rows, minlength=vocab_size).max() != 1:
+            raise WordTableError("word table rows are not a permutation of the vocabulary")
+        sample = np.linspace(0, vocab_size - 1, min(vocab_size, 1000)).astype(np.int64)
+        if any(self.row(self.word(int(r))) != r for r in sample):  # hashes that match their words
+            raise WordTableError("word table hashes do not match its words")
