@@ -152,15 +152,25 @@ def check_replaceable(path: str | os.PathLike) -> None:
 
 
 def _checked_contents(words, counts, input_vectors, output_vectors):
-    words = tuple(str(w) for w in words)
+    words = tuple(map(str, words))
     counts = np.asarray(counts, dtype=np.int64)
     if not words:
         raise ModelError("cannot save an empty vocabulary")
     if counts.shape != (len(words),) or (counts < 0).any():
         raise ModelError(f"counts must be {len(words)} non-negative integers, got shape {counts.shape}")
-    bad = [w for w in words if not w or any(c in w for c in "\t\n\r")]
-    if bad:
-        raise ModelError(f"words must be non-empty and free of tabs and newlines: {bad[0]!r}")
+    # vocab.tsv splits on "\n" and "\t" only, so every other character round-trips (U+2028, U+0085, \x0b...);
+    # "\r" is refused too, as editors and universal-newline readers take it for a line end. One pass over all
+    # words at C speed first; the per-word search runs only to name the culprit.
+    joined = "\n".join(words)
+    try:
+        joined.encode("utf-8")
+        unstorable = "\t" in joined or "\r" in joined or joined.count("\n") != len(words) - 1 or "" in words
+    except UnicodeEncodeError:
+        unstorable = True
+    for word in words if unstorable else ():
+        if not word or any(c in "\t\n\r" or "\ud800" <= c <= "\udfff" for c in word):
+            raise ModelError(f"word {word!r} cannot be saved: words must be non-empty, valid Unicode (no lone "
+                             "surrogates) and free of tabs, newlines (\\n) and carriage returns (\\r)")
     if len(set(words)) != len(words):
         raise ModelError("words must be distinct")
     arrays = {INPUT_FILE: input_vectors}
@@ -170,8 +180,15 @@ def _checked_contents(words, counts, input_vectors, output_vectors):
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != len(words) or array.shape[1] < 1:
             raise ModelError(f"{name}: expected shape ({len(words)}, N), got {array.shape}")
-        if not np.isfinite(array).all():
-            raise ModelError(f"{name}: contains NaN or infinite values")
+        step = max(1, (1 << 22) // array.shape[1])  # rows per check: a (V, N) boolean would add a quarter of V x N
+        for start in range(0, len(array), step):
+            with np.errstate(over="ignore", invalid="ignore"):  # a sum is finite iff its terms are, or overflowed
+                if np.isfinite(array[start:start + step].sum()):
+                    continue
+            finite = np.isfinite(array[start:start + step]).all(axis=1)
+            if not finite.all():
+                row = start + int(finite.argmin())
+                raise ModelError(f"{name}: contains NaN or infinite values (first in row {row})")
         arrays[name] = array
     if len(arrays) == 2 and arrays[OUTPUT_FILE].shape != arrays[INPUT_FILE].shape:
         raise ModelError("input and output vectors must have the same shape")
@@ -179,7 +196,7 @@ def _checked_contents(words, counts, input_vectors, output_vectors):
 
 
 def _vocab_bytes(words, counts) -> bytes:
-    return "".join(f"{w}\t{c}\n" for w, c in zip(words, counts.tolist())).encode("utf-8")
+    return ("\n".join(map("\t".join, zip(words, map(str, counts.tolist())))) + "\n").encode("utf-8")
 
 
 def _write_npy(target: Path, array: np.ndarray) -> dict:
@@ -332,15 +349,20 @@ def _check_file(target: Path, record: dict, verify_checksum: bool) -> None:
 
 def _read_vocab(target: Path, vocab_size: int) -> tuple[tuple[str, ...], np.ndarray]:
     try:
-        lines = target.read_text(encoding="utf-8").splitlines()
+        text = target.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{target}: unreadable ({exc})") from None
+    # "\n" only: splitlines() (and universal newlines) would also break at U+2028, U+0085, \x0b, \x1c..., which
+    # words may hold
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     if len(lines) != vocab_size:
         raise ModelError(f"{target}: {len(lines)} words, meta.json records {vocab_size}")
     words, counts = [], []
     for number, line in enumerate(lines, 1):
         word, tab, count = line.partition("\t")
-        if not word or not tab or not count.isdigit():
+        if not word or not tab or not (count.isascii() and count.isdigit()):
             raise ModelError(f"{target}: line {number} is not 'word<TAB>count'")
         words.append(word)
         counts.append(int(count))

@@ -1,87 +1,150 @@
-"""The word2vec C tool's vectors files, text and binary: export from a model folder, import into one.
+"""Other tools' vectors files: word2vec C text and binary, fastText .vec, GloVe, and the word2vec tool's
+vocabulary file with counts (`-save-vocab`): export from a model folder, import into one.
 
-Both go through trainer.artifact (load and save), which alone knows the inside of a model folder.
+Both go through trainer.artifact (load and save), which alone knows the inside of a model folder; the rows
+of a vectors file are parsed by trainer.word2vec_read, this module's reading half.
 """
 from __future__ import annotations
 
+import argparse
+import bz2
+import contextlib
+import gzip
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from trainer.artifact import Model, ModelError, atomic_file, load, reporting_errors, save
+from trainer.artifact import Model, ModelError, atomic_file, check_replaceable, load, reporting_errors, save
+from trainer.reader import READ_ERRORS, compression, read_error
+from trainer.word2vec_read import form_suffix, open_vectors, read_vectors
+
+EXPORT_ROWS = 4096  # rows formatted at a time
 
 
 def export_word2vec(model: Model, out: str | os.PathLike, *, binary: bool | None = None) -> Path:
-    """Write the input vectors in the word2vec C tool's format: a "V N" header line, then one word and its
-    N numbers per line (text), or the word, a space and N little-endian float32 (binary). `binary`
-    defaults to True for a .bin suffix. Written to a temporary sibling, then renamed into place."""
+    """Write the input vectors in the word2vec C tool's format: a "V N" header line, then per row the word,
+    a space and N numbers ("%.9g": float32 values round-trip exactly) and "\\n" (text), or the word, a space,
+    N little-endian float32 and "\\n" (binary, as the C tool writes it). `binary` defaults to True for a .bin
+    suffix (also .bin.gz); a .gz or .bz2 suffix compresses. Written to a temporary sibling, then renamed."""
     out = Path(out)
-    binary = out.suffix == ".bin" if binary is None else binary
-    with atomic_file(out) as f:
+    binary = form_suffix(out) == ".bin" if binary is None else binary
+    _check_exportable(model.words, out)
+    fmt = " ".join(["%.9g"] * model.dim)
+    with _compressed(out) as f:
         f.write(f"{model.vocab_size} {model.dim}\n".encode())
-        for word, row in zip(model.words, model.input_vectors):
+        for start in range(0, model.vocab_size, EXPORT_ROWS):
+            words = model.words[start:start + EXPORT_ROWS]
+            block = np.asarray(model.input_vectors[start:start + EXPORT_ROWS])
             if binary:
-                f.write(word.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
+                data, size = block.astype("<f4").tobytes(), 4 * model.dim
+                f.write(b"".join(b"%s %s\n" % (w.encode(), data[i * size:(i + 1) * size])
+                                 for i, w in enumerate(words)))
             else:
-                f.write((word + " " + " ".join(f"{x:.7g}" for x in row.tolist()) + "\n").encode())
+                f.write("".join(f"{w} {fmt % tuple(row)}\n" for w, row in zip(words, block.tolist())).encode())
     return out
 
 
-def import_word2vec(source: str | os.PathLike, model_dir: str | os.PathLike, *,
-                    binary: bool | None = None) -> Path:
-    """Turn a word2vec text or binary vectors file into a model folder without output vectors.
-
-    Word counts are unknown in such files: they are recorded as 0 and the file's row order (by convention
-    most frequent first) is kept."""
-    source = Path(source)
-    binary = source.suffix == ".bin" if binary is None else binary
-    try:
-        with open(source, "rb") as f:
-            header = f.readline().split()
-            if len(header) != 2 or not all(h.isdigit() for h in header) or int(header[0]) < 1:
-                raise ModelError(f"{source}: first line must be 'VOCAB_SIZE DIM' (word2vec format)")
-            size, dim = int(header[0]), int(header[1])
-            read_row = _read_binary_row if binary else _read_text_row
-            vectors = np.empty((size, dim), dtype=np.float32)
-            words = [read_row(f, dim, vectors[row], source, row) for row in range(size)]
-    except OSError as exc:
-        raise ModelError(f"{source}: cannot read ({exc.strerror or exc})") from None
-    meta = {"objective": None, "source": {"imported_from": str(source),
-                                         "format": "word2vec-binary" if binary else "word2vec-text"}}
-    return save(model_dir, words, np.zeros(size, dtype=np.int64), vectors, None, meta)
+def export_counts(model: Model, out: str | os.PathLike) -> Path:
+    """Write the vocabulary with counts as the word2vec C tool's `-save-vocab` does: "word count" lines, in
+    the model's row order (gensim's `fvocab`, and `import --counts`, read it back)."""
+    out = Path(out)
+    _check_exportable(model.words, out)
+    with _compressed(out) as f:
+        f.write("".join(f"{w} {c}\n" for w, c in zip(model.words, model.counts.tolist())).encode())
+    return out
 
 
-def _read_text_row(f, dim: int, out: np.ndarray, source: Path, row: int) -> str:
-    parts = f.readline().rstrip(b"\r\n").split(b" ")
-    if len(parts) != dim + 1:
-        raise ModelError(f"{source}: row {row + 1} has {len(parts) - 1} numbers, header says {dim}")
-    try:
-        out[:] = np.asarray(parts[1:], dtype=np.float32)
-    except ValueError:
-        raise ModelError(f"{source}: row {row + 1} holds something that is not a number") from None
-    return _decode_word(parts[0], source, row)
+def read_counts(path: str | os.PathLike, unicode_errors: str = "replace") -> dict[str, int]:
+    """word -> count from a `-save-vocab` file ("word count" lines; the first of a repeated word counts)."""
+    path, raw, stream = open_vectors(path, "counts file")
+    with raw, stream:
+        try:
+            data = stream.read()
+        except READ_ERRORS as error:
+            raise ModelError(str(read_error(path, error))) from None
+    counts: dict[str, int] = {}
+    for number, line in enumerate(data.split(b"\n"), 1):
+        word, space, count = line.rstrip(b"\r").rpartition(b" ")
+        if not (word or count):
+            continue
+        if not (space and word and count.isdigit()):
+            raise ModelError(f"{path}: line {number} is not 'WORD COUNT' (the word2vec tool's -save-vocab layout)")
+        try:
+            counts.setdefault(word.decode("utf-8", unicode_errors), int(count))
+        except UnicodeDecodeError:
+            raise ModelError(f"{path}: line {number}: the word {word!r} is not valid UTF-8 "
+                             "(--unicode-errors replace or ignore reads it)") from None
+    return counts
 
 
-def _read_binary_row(f, dim: int, out: np.ndarray, source: Path, row: int) -> str:
-    word = bytearray()
-    while (ch := f.read(1)) != b" ":
-        if not ch:
-            raise ModelError(f"{source}: ends at row {row + 1} of the count its header gives (truncated)")
-        if ch != b"\n" or word:
-            word += ch
-    data = f.read(4 * dim)
-    if len(data) != 4 * dim:
-        raise ModelError(f"{source}: ends inside row {row + 1} (truncated)")
-    out[:] = np.frombuffer(data, dtype="<f4")
-    return _decode_word(bytes(word), source, row)
+def import_word2vec(source: str | os.PathLike, model_dir: str | os.PathLike, *, binary: bool | None = None,
+                    header: bool | None = None, limit: int | None = None, unicode_errors: str = "replace",
+                    skip_bad_rows: bool = False, counts: str | os.PathLike | None = None,
+                    progress: bool = False, notes: Callable[[str], None] | None = None) -> Path:
+    """Turn a vectors file (word2vec C text or binary, fastText .vec, GloVe; .gz/.bz2) into a model folder
+    without output vectors, keeping the file's row order (by convention most frequent first).
+
+    `limit` keeps the first rows only; a repeated word keeps its first row. Words come from UTF-8 with bad
+    bytes replaced (`unicode_errors` as for bytes.decode). A bad row (wrong number of values, not finite
+    numbers, a word a model cannot store) raises ModelError naming it, unless `skip_bad_rows`. Word counts
+    come from `counts` (a -save-vocab file) when given, else are recorded as 0. `notes` receives one line per
+    thing worth telling (invalid UTF-8, duplicates, rows skipped). Nothing is written unless all succeeds."""
+    check_replaceable(model_dir)  # before minutes of reading, not after
+    known = None if counts is None else read_counts(counts, unicode_errors)
+    read = read_vectors(source, binary=binary, header=header, limit=limit, unicode_errors=unicode_errors,
+                        skip_bad_rows=skip_bad_rows, progress=progress)
+    lines = [f"read {read.rows_read:,} rows ({read.layout.name}): {len(read.words):,} words x "
+             f"{read.layout.dim} dimensions", *_summary(read, unicode_errors)]
+    word_counts = np.zeros(len(read.words), dtype=np.int64)
+    if known is not None:
+        word_counts[:] = [known.get(w, 0) for w in read.words]
+        missing = sum(w not in known for w in read.words)
+        lines += [f"{missing:,} words have no count in {counts}: recorded as 0"] if missing else []
+    meta = {"objective": None, "source": {
+        "imported_from": str(source), "format": read.layout.name, "rows_read": read.rows_read,
+        "limit": limit, "duplicates_dropped": read.duplicates, "invalid_utf8_words": read.invalid_utf8,
+        "bad_rows_skipped": read.skipped, "counts_from": None if counts is None else str(counts)}}
+    path = save(model_dir, read.words, word_counts, read.vectors, None, meta)
+    for line in lines if notes else ():
+        notes(line)
+    return path
 
 
-def _decode_word(raw: bytes, source: Path, row: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ModelError(f"{source}: row {row + 1}: word is not valid UTF-8") from None
+def _summary(read, unicode_errors: str) -> list[str]:
+    """What is worth telling about a read, one line each."""
+    lines = []
+    if read.invalid_utf8:
+        done = "replaced invalid UTF-8 in" if unicode_errors == "replace" else "removed invalid UTF-8 bytes from"
+        lines.append(f"{done} {read.invalid_utf8:,} words")
+    if read.duplicates:
+        lines.append(f"dropped {read.duplicates:,} duplicated words (the first row of each word is kept)")
+    if read.skipped:
+        lines.append(f"skipped {read.skipped:,} bad rows; the first: {read.first_skipped}")
+    if read.trailing:
+        lines.append(f"ignored what follows the {read.layout.rows:,} rows the header announces")
+    return lines
+
+
+@contextlib.contextmanager
+def _compressed(out: Path):
+    """atomic_file, compressing by suffix (.gz, .bz2)."""
+    kind = compression(out)
+    with atomic_file(out) as f:
+        if kind == "plain":
+            yield f
+            return
+        with gzip.GzipFile(fileobj=f, mode="wb") if kind == "gzip" else bz2.BZ2File(f, "wb") as packed:
+            yield packed
+
+
+def _check_exportable(words, out: Path) -> None:
+    if any(" " in w for w in words):
+        row, word = next((i, w) for i, w in enumerate(words) if " " in w)
+        raise ModelError(f"{out}: the word {word!r} (row {row + 1:,}) holds a space, which ends a word in "
+                         "word2vec files: it cannot be exported")
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -94,19 +157,51 @@ def _add_form_options(parser) -> None:
 
 def add_export_arguments(parser) -> None:
     parser.add_argument("model", help="model folder")
-    parser.add_argument("out", help="output file: .bin for binary, anything else for text")
+    parser.add_argument("out", help="output file: .bin (or .bin.gz) for binary, anything else for text; "
+                                    ".gz/.bz2 compress")
     _add_form_options(parser)
+    parser.add_argument("--counts", metavar="FILE", help="also write the vocabulary with counts, in the word2vec "
+                                                         "tool's -save-vocab layout ('word count' lines)")
 
 
 def run_export(args) -> int:
-    return reporting_errors(lambda: print(f"wrote {export_word2vec(load(args.model), args.out, binary=args.binary)}"))
+    def export():
+        model = load(args.model)
+        print(f"wrote {export_word2vec(model, args.out, binary=args.binary)}")
+        if args.counts:
+            print(f"wrote {export_counts(model, args.counts)}")
+    return reporting_errors(export)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return int(text)
 
 
 def add_import_arguments(parser) -> None:
-    parser.add_argument("vectors", help="word2vec vectors file (.bin binary, anything else text)")
+    parser.add_argument("vectors", help="vectors file: word2vec C text or binary, fastText .vec, GloVe; "
+                                        "optionally .gz/.bz2. Text or binary is told from the suffix "
+                                        "(.bin; .txt, .vec) or else from the content")
     parser.add_argument("model", help="model folder to write (replaced atomically if it exists)")
     _add_form_options(parser)
+    parser.add_argument("--no-header", dest="header", action="store_false", default=None,
+                        help="the first line is a row, not 'VOCAB_SIZE DIM' (GloVe; detected when unambiguous)")
+    parser.add_argument("--limit", type=_positive, metavar="N", help="keep the first N rows only")
+    parser.add_argument("--unicode-errors", choices=("strict", "replace", "ignore"), default="replace",
+                        help="words that are not valid UTF-8: refuse, replace the bad bytes (default), drop them")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="leave out rows with a wrong number of values, values that are not finite numbers "
+                             "or words a model cannot store (default: refuse the file, naming the row)")
+    parser.add_argument("--counts", metavar="FILE", help="word counts, in the word2vec tool's -save-vocab layout "
+                                                         "('word count' lines); without it counts are 0")
 
 
 def run_import(args) -> int:
-    return reporting_errors(lambda: print(f"wrote {import_word2vec(args.vectors, args.model, binary=args.binary)}"))
+    def run():
+        path = import_word2vec(args.vectors, args.model, binary=args.binary, header=args.header,
+                               limit=args.limit, unicode_errors=args.unicode_errors,
+                               skip_bad_rows=args.skip_bad_rows, counts=args.counts, progress=True,
+                               notes=lambda line: print(line, file=sys.stderr))
+        print(f"wrote {path}")
+    return reporting_errors(run)
