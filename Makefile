@@ -13,7 +13,7 @@ CORPUS := $(CACHE)/enwiki-sample.txt
 MODEL := models/default
 TRAIN_FLAGS ?= --epochs 5
 
-.PHONY: serve test train corpus docker-test bench-train bench-serve clean
+.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale clean
 
 ## make serve: environment, default corpus, default model (trained once), then gunicorn on $(PORT)
 serve: $(VENV)/.train $(MODEL)/meta.json
@@ -81,10 +81,18 @@ bench-train: $(VENV)/.bench $(WORD2VEC_C)
 WRK_VERSION := 4.1.0-3+b2
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-bench-serve: $(VENV)/.bench
-	command -v wrk >/dev/null || { $(SUDO) apt-get update && \
+WRK := command -v wrk >/dev/null || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends wrk=$(WRK_VERSION); }
+
+bench-serve: $(VENV)/.bench
+	$(WRK)
 	$(PY) bench/serve_load.py
+
+# A million words x 300 (about 1.2 GB of vectors, 3.5 GB of disk under .cache/scale): import, start-up,
+# memory with 2 and 4 workers, latency and recall for every index kind.
+bench-scale: $(VENV)/.bench
+	$(WRK)
+	$(PY) bench/serve_scale.py --workdir $(CACHE)/scale
 
 clean:
 	rm -rf $(VENV) $(CACHE) build *.egg-info

@@ -10,9 +10,9 @@ KeyedVectors.most_similar inside a Flask view. The ceiling is a Flask view answe
 the size of the service's answer: what gunicorn + Flask allow at all on this machine.
 Without --model, a synthetic 100,000 x 100 model of clustered random vectors is written to a temporary
 folder (deterministic, so the derived-data cache in --cache-dir is reused from one run to the next).
-Last, the recall@10 of INDEX=hnsw against the exact index is measured over the whole vocabulary (up to
---recall-words) through service.embeddings, with the service's settings (SKIPGRAM_HNSW_* from the
-environment); --recall-only measures just that, without wrk or servers.
+Last, the recall@10 of INDEX=hnsw and INDEX=ivf against the exact index is measured over the whole
+vocabulary (up to --recall-words) through service.embeddings, with the service's settings (SKIPGRAM_HNSW_*,
+SKIPGRAM_IVF_* from the environment); --recall-only measures just that, without wrk or servers.
 """
 from __future__ import annotations
 
@@ -196,22 +196,27 @@ def same_answers(service: str, other: str, words: list[str]) -> int:
     return same
 
 
-def hnsw_recall(model_dir: Path, cache_dir: Path, size: int) -> str:
-    """Mean recall@10 of the service's HNSW answers to /similar?word= against its exact ones, over every
-    vocabulary word (a random sample of `size` words in larger vocabularies): the service's own code
-    (service.embeddings) with its settings, reading (or first building) the derived data in `cache_dir`."""
-    from service import settings
+def approximate_recall(model_dir: Path, cache_dir: Path, size: int) -> str:
+    """Mean recall@10 of the service's approximate answers to /similar?word= (INDEX=hnsw and ivf) against
+    its exact ones, over every vocabulary word (a random sample of `size` words in larger vocabularies):
+    the service's own code with its settings, reading (or first building) the derived data in `cache_dir`."""
+    from service import derived, settings
     from service.embeddings import Embeddings
 
     config = settings.load({"MODEL_DIR": str(model_dir), "CACHE_DIR": str(cache_dir)})
-    model, threads = artifact.load(model_dir), len(os.sched_getaffinity(0))
-    exact, hnsw = (Embeddings(model, {**config, "INDEX": kind}, build_threads=threads) for kind in ("flat", "hnsw"))
+    model, threads = artifact.load(model_dir), settings.cores()
+    served = {kind: Embeddings(model, derived.prepare(model, {**config, "INDEX": kind}, threads), config)
+              for kind in ("flat", "hnsw", "ivf")}
     words = random.Random(2).sample(model.words, min(size, model.vocab_size))
-    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in hnsw.similar(word, 10)}) / 10
-                      for word in words])
-    m, ef_construction, ef_search = (config[f"HNSW_{name}"] for name in ("M", "EF_CONSTRUCTION", "EF_SEARCH"))
-    return (f"HNSW recall@10 against the exact index: {recall:.4f} over {len(words)} of {model.vocab_size} words "
-            f"(M={m}, efConstruction={ef_construction}, efSearch={ef_search})")
+    exact = [{w for w, _ in served["flat"].similar(word, 10)} for word in words]
+    lines = []
+    for kind in ("hnsw", "ivf"):
+        recall = np.mean([len(truth & {w for w, _ in served[kind].similar(word, 10)}) / 10
+                          for word, truth in zip(words, exact)])
+        facts = ", ".join(f"{k}={v}" for k, v in served[kind].describe()["index"].items() if k not in ("type", "exact"))
+        lines.append(f"{kind} recall@10 against the exact index: {recall:.4f} over {len(words)} of "
+                     f"{model.vocab_size} words ({facts})")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -219,7 +224,7 @@ def hnsw_recall(model_dir: Path, cache_dir: Path, size: int) -> str:
 def run(args, tmp: Path) -> None:
     model_dir = Path(args.model) if args.model else synthetic_model(tmp, args.words, args.dim)
     if args.recall_only:
-        print(hnsw_recall(model_dir, args.cache_dir, args.recall_words))
+        print(approximate_recall(model_dir, args.cache_dir, args.recall_words))
         return
     model = artifact.load(model_dir)
     env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(args.cache_dir),
@@ -255,7 +260,7 @@ def run(args, tmp: Path) -> None:
     print(f"\nsame answers as gensim most_similar (words, order up to float32 ties, scores within 1e-5): "
           f"{same}/{len(sample)} words")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(hnsw_recall(model_dir, args.cache_dir, args.recall_words), flush=True)
+    print(approximate_recall(model_dir, args.cache_dir, args.recall_words), flush=True)
 
 
 def measure_all(servers: dict, loads: dict, args, scripts: Path) -> dict:
@@ -308,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "serve_load",
                         help="the service's cache of derived data (tables, HNSW index), kept between runs")
     parser.add_argument("--recall-words", type=int, default=100_000,
-                        help="HNSW recall: words compared (the whole vocabulary when smaller)")
+                        help="recall: words compared (the whole vocabulary when smaller)")
     parser.add_argument("--recall-only", action="store_true",
-                        help="measure only the HNSW recall: no servers, no load")
+                        help="measure only the approximate indexes' recall: no servers, no load")
     args = parser.parse_args(argv)
     return run_in_temporary_folder(run, args, "serve_load-", needs_wrk=not args.recall_only)
 

@@ -120,7 +120,16 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
     plan = make_plan(model, settings)
     folder = cache_folder(model, settings["CACHE_DIR"])
     writable = _make_folder(folder, settings)
-    keep = (lambda write: write) if writable else (lambda write: None)
+    unkept = []  # what could not be written: no manifest may then vouch for the entry's files
+
+    def keep(write: Callable) -> Callable | None:
+        def kept(built) -> None:
+            try:
+                write(built)
+            except OSError:
+                unkept.append(True)
+                raise
+        return kept if writable else None
 
     table = _cached("word table", lambda: _checked_words(folder, model.vocab_size),
                     lambda: words.build(model.words), keep(lambda a: _save_all(folder, _word_specs(a))))
@@ -155,8 +164,13 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
                           lambda: arrays.build_tables(model.input_vectors, model.output_vectors, plan.context_k,
                                                       with_lse=True, threads=threads),
                           keep(lambda built: _save_all(folder, dict(zip(specs, built)))))
-    if writable:
+    if writable and not unkept:
         _write_manifest(folder, model, plan)
+    elif writable:  # a file left as it was (damaged, perhaps): workers prepare for themselves
+        try:
+            (folder / MANIFEST).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove %s (%s)", folder / MANIFEST, exc)
     return Derived(plan, word_table, unit_index, unit, index, similar, context, folder,
                    time.perf_counter() - started)
 
@@ -187,11 +201,7 @@ def _make_folder(folder: Path, settings: Mapping) -> bool:
     cache = folder.parent
     try:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.path.abspath(cache) == os.path.abspath(settings_module.default_cache_dir()):
-            info = cache.stat()
-            if info.st_uid != os.getuid() or info.st_mode & 0o077:
-                raise ModelError(f"{cache}: the default cache folder belongs to another user or is open to "
-                                 "others; remove it or set SKIPGRAM_CACHE_DIR to a folder of your own")
+        _check_private(cache)
         folder.mkdir(mode=0o700, exist_ok=True)
         probe = folder / f".probe-{os.getpid()}"
         probe.touch()
@@ -200,6 +210,18 @@ def _make_folder(folder: Path, settings: Mapping) -> bool:
     except OSError as exc:
         log.warning("cannot write the cache entry %s (%s): every worker computes its own data", folder, exc)
         return False
+
+
+def _check_private(cache: Path) -> None:
+    """The default cache folder, under a temporary folder anyone can write, must be this user's alone: a
+    folder another user made first could hold planted data. (A folder set by SKIPGRAM_CACHE_DIR is the
+    operator's choice.)"""
+    if os.path.abspath(cache) != os.path.abspath(settings_module.default_cache_dir()):
+        return
+    info = cache.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ModelError(f"{cache}: the default cache folder belongs to another user or is open to "
+                         "others; remove it or set SKIPGRAM_CACHE_DIR to a folder of your own")
 
 
 def _checked_words(folder: Path, size: int) -> dict[str, np.ndarray]:
@@ -247,6 +269,7 @@ def open_prepared(model: artifact.Model, settings: Mapping) -> Derived:
     plan = make_plan(model, settings)
     folder = cache_folder(model, settings["CACHE_DIR"])
     try:
+        _check_private(folder.parent)
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         if manifest["model"] != model.digest:
             raise ValueError("manifest of other contents")
@@ -270,6 +293,17 @@ def open_prepared(model: artifact.Model, settings: Mapping) -> Derived:
         return prepare(model, settings)
     return Derived(plan, table, unit_index, indexes.unit_view(unit_index), index, similar, context, folder,
                    time.perf_counter() - started)
+
+
+def preload(model: artifact.Model, settings: Mapping) -> None:
+    """In the gunicorn master, before forking: read what workers cannot map (the IVF lists), so that they
+    share this process's copy."""
+    plan = make_plan(model, settings)
+    if plan.kind == "ivf":
+        try:
+            indexes.preload(cache_folder(model, settings["CACHE_DIR"]) / plan.index_file)
+        except (OSError, ValueError) as exc:
+            log.warning("IVF index not preloaded (%s): every worker reads its own", exc)
 
 
 # ------------------------------------------------------------------------------------ .npy files

@@ -54,8 +54,11 @@ class Embeddings:
             derived.index.hnsw.efSearch = opts["HNSW_EF_SEARCH"]
             self._index_facts.update(m=opts["HNSW_M"], ef_construction=opts["HNSW_EF_CONSTRUCTION"],
                                      ef_search=opts["HNSW_EF_SEARCH"])
-        elif derived.plan.kind == "ivf":
+        self._searched = derived.index or derived.unit_index  # what _search asks
+        if derived.plan.kind == "ivf":
             derived.index.nprobe = opts["IVF_NPROBE"]
+            # The PQ codes' best candidates, re-ranked in C++ by exact inner products on the unit vectors
+            self._searched = faiss.IndexRefine(derived.index, derived.unit_index)
             self._index_facts.update(nlist=derived.index.nlist, nprobe=opts["IVF_NPROBE"],
                                      candidates=self._candidates)
 
@@ -157,17 +160,12 @@ class Embeddings:
         return (vec / norm).astype(np.float32)
 
     def _search(self, query: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[tuple[str, float]]:
-        """The k best rows for one unit query (N,), `exclude` left out: from the approximate index (IVF's
-        candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
+        """The k best rows for one unit query (N,), `exclude` left out: from the approximate index (for IVF,
+        IVF_CANDIDATES candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
         wanted = min(k + len(exclude), self.vocab_size)
-        kind, index = self.derived.plan.kind, self.derived.index
-        if kind == "ivf":
-            _, ids = index.search(query[None], max(wanted, min(self._candidates, self.vocab_size)))
-            ids = ids[0][(ids[0] >= 0) & (ids[0] < self.vocab_size)]
-            scores = self._unit[ids] @ query
-        else:
-            scores, ids = (self.derived.unit_index if index is None else index).search(query[None], wanted)
-            keep = (ids[0] >= 0) & (ids[0] < self.vocab_size)
-            ids, scores = ids[0][keep], scores[0][keep]
-        pairs = arrays.best_of(ids, scores, k, exclude)
+        if self.derived.plan.kind == "ivf":
+            self._searched.k_factor = max(1.0, self._candidates / wanted)
+        scores, ids = self._searched.search(query[None], wanted)
+        keep = (ids[0] >= 0) & (ids[0] < self.vocab_size)  # -1: fewer hits than asked
+        pairs = arrays.best_of(ids[0][keep], scores[0][keep], k, exclude)
         return list(zip(self._words.words([i for i, _ in pairs]), [s for _, s in pairs]))

@@ -46,7 +46,23 @@ def on_starting(server):
     if result.returncode != 0:
         server.log.error("cannot serve: preparing the model failed (message above)")
         sys.exit(result.returncode)
-    os.environ[_DIGEST] = json.dumps(result.stdout.split()[-1])
+    digest = result.stdout.split()[-1]
+    os.environ[_DIGEST] = json.dumps(digest)
+    _preload(server, digest)
+
+
+def _preload(server, digest: str) -> None:
+    """What workers share by inheriting it rather than mapping it: the service's modules (their import
+    state is ~15 MB a worker otherwise) and the IVF lists. No OpenMP code runs here (see above)."""
+    from service import api, derived  # noqa: F401 (imported for the workers)
+
+    try:
+        config = service_settings.load()
+        model = artifact.load(config["MODEL_DIR"], check_values=False)
+        if model.digest == digest:
+            derived.preload(model, config)
+    except (artifact.ModelError, service_settings.SettingsError) as exc:
+        server.log.warning("nothing preloaded: %s", exc)
 
 
 def on_reload(server):

@@ -21,6 +21,10 @@ import numpy as np
 from service import arrays
 
 KINDS = ("flat", "hnsw", "ivf")
+# IVF fast-scan lists cannot be memory-mapped (FAISS reads them into memory): the gunicorn master reads
+# the index once before forking (preload) and the workers share its pages, copy-on-write, never written.
+# Keyed by the file's path and identity, so that a file rewritten since is read afresh.
+_preloaded: dict[tuple, faiss.Index] = {}
 
 
 class IndexFileError(ValueError):
@@ -99,7 +103,10 @@ def write(index: faiss.Index, path: Path) -> None:
     """Write to a temporary sibling, then rename: a reader sees the whole file or none."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        faiss.write_index(index, str(tmp))
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # how FAISS reports a failed write (a full disk)
+            raise OSError(f"{tmp}: cannot write ({str(exc).splitlines()[0][-200:]})") from None
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -136,14 +143,35 @@ def read_hnsw(path: Path, unit_index: faiss.IndexFlatIP, m: int) -> faiss.IndexH
     return index
 
 
+def preload(path: Path) -> None:
+    """Read the IVF index at `path` into this process, for read_ivf in processes forked from it; any
+    index preloaded before is dropped (the processes that use it keep their pages)."""
+    key = _identity(path)
+    index = _preloaded.get(key)
+    if index is None:
+        index = _read(path, 0)
+    _preloaded.clear()
+    _preloaded[key] = index
+
+
 def read_ivf(path: Path, size: int, dim: int, nlist: int) -> faiss.Index:
-    """The IVF index with its inverted lists mapped."""
-    index = _read(path, faiss.IO_FLAG_MMAP)
+    """The IVF index: the one preloaded by the parent process when it is this file, else read."""
+    index = _preloaded.get(_identity(path))
+    if index is None:
+        index = _read(path, 0)
     if (not isinstance(index, faiss.IndexIVFPQFastScan) or index.metric_type != faiss.METRIC_INNER_PRODUCT
             or index.ntotal != size or index.d != dim or index.nlist != nlist):
         raise IndexFileError(f"{path}: expected an inner-product IVF-PQ fast-scan index of {size} x {dim} "
                           f"with {nlist} lists")
     return index
+
+
+def _identity(path: Path) -> tuple:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return (str(path),)
+    return str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _read(path: Path, flags: int) -> faiss.Index:

@@ -48,8 +48,8 @@ class WordTable:
             raw = word.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: no vocabulary word holds one
             return None
-        h = zlib.crc32(raw)
-        at = int(np.searchsorted(self._hashes, h))
+        h = np.uint32(zlib.crc32(raw))  # of the array's dtype: a Python int would convert the whole array
+        at = int(self._hashes.searchsorted(h))
         while at < len(self._hashes) and self._hashes[at] == h:
             row = int(self._rows[at])
             if self._bytes(row) == raw:

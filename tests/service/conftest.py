@@ -157,17 +157,17 @@ def free_port() -> int:
 
 class Gunicorn:
     """gunicorn with service/gunicorn.conf.py and two workers (unless `env` says otherwise) serving
-    `model_dir` on a free loopback port; its access and error logs go to `logs`."""
+    `model_dir` on a free loopback port, started in `cwd`; its access and error logs go to `logs`."""
 
-    def __init__(self, model_dir, logs: Path, **env):
+    def __init__(self, model_dir, logs: Path, cwd: Path = ROOT, **env):
         port = free_port()
         self.base, self.logs = f"http://127.0.0.1:{port}", logs
         env = {**os.environ, "MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(logs / "cache"),
                "WEB_CONCURRENCY": "2", **env}
-        command = [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py",
+        command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn.conf.py"),
                    "--bind", f"127.0.0.1:{port}", "service:create_app()"]
         with open(logs / "access.log", "wb") as out, open(logs / "error.log", "wb") as err:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
 
     def wait_ready(self, limit: float = 60) -> Gunicorn:
         deadline = time.monotonic() + limit
@@ -201,11 +201,11 @@ def server(model_dir, tmp_path_factory):
 
 @pytest.fixture
 def start_gunicorn(tmp_path):
-    """start_gunicorn(model_dir, **env) -> Gunicorn, logging to tmp_path; stopped after the test."""
+    """start_gunicorn(model_dir, cwd=ROOT, **env) -> Gunicorn, logging to tmp_path; stopped after the test."""
     started = []
 
-    def start(model_dir, **env) -> Gunicorn:
-        started.append(Gunicorn(model_dir, tmp_path, **env))
+    def start(model_dir, cwd: Path = ROOT, **env) -> Gunicorn:
+        started.append(Gunicorn(model_dir, tmp_path, cwd, **env))
         return started[-1]
     yield start
     for running in started:

@@ -33,7 +33,7 @@ def assert_same_ranking(got: list[dict], words, expected: list[tuple[int, float]
 
 @pytest.fixture(scope="module")
 def untabled_client(make_app, checked_client):
-    return checked_client(make_app(MAX_K=1000, TABLES_MAX_COST=0))
+    return checked_client(make_app(MAX_K=1000, TABLES_MAX_COST=0, INDEX="flat"))
 
 
 @pytest.fixture(params=["tables", "per-query"])
@@ -182,3 +182,41 @@ def test_precompute_command_builds_the_cache_and_reports_problems(tmp_path, mode
     assert not any(name.startswith("similar") for name in names)  # HNSW serves similar-by-word
     assert precompute.main([str(tmp_path / "nowhere")]) == 1
     assert "model folder not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module", params=[1, 10], ids=["planted corpus", "10 planted corpora"])
+def trained_model(request, tmp_path_factory):
+    """A model trained by the project's trainer on tests/planted.py's corpus; with n > 1, n such corpora
+    with words of their own (p3g0m1...), lines shuffled: n times the vocabulary, the same structure."""
+    from tests.planted import write_planted_corpus
+    from trainer.__main__ import main as trainer_main
+
+    folder, copies = tmp_path_factory.mktemp("trained"), request.param
+    lines = []
+    for j in range(copies):
+        text = write_planted_corpus(folder / "planted.txt", seed=j).read_text().splitlines()
+        lines += [" ".join(f"p{j}{w}" for w in line.split()) for line in text] if copies > 1 else text
+    np.random.default_rng(0).shuffle(lines)
+    (folder / "corpus.txt").write_text("\n".join(lines) + "\n")
+    assert trainer_main(["train", str(folder / "corpus.txt"), "--out", str(folder / "model"), "--dim", "24",
+                         "--epochs", "4", "--min-count", "1", "--quiet"]) == 0
+    return artifact.load(folder / "model")
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_recall_at_10_on_a_trained_model(trained_model, tmp_path, kind):
+    """Default settings. With the planted corpus alone (78 words: 2 lists, all probed) IVF is exhaustive:
+    only a broken index fails there; the 780 words of ten corpora make 20 lists, 16 probed."""
+    model = trained_model
+    exact = embeddings(model, CACHE_DIR=tmp_path, INDEX="flat", TABLES_MAX_COST=0)
+    approximate = embeddings(model, CACHE_DIR=tmp_path, INDEX=kind)
+    found = {word: approximate.similar(word, 10) for word in model.words}
+    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in found[word]}) / 10
+                      for word in model.words])
+    print(f"{kind} {approximate.describe()['index']} recall@10 over all {model.vocab_size} words: {recall:.4f}")
+    assert recall >= 0.95
+    for word in model.words[:50]:  # scores are exact cosines whatever found the neighbours
+        row = model.index[word]
+        expected = dict(cosine_ranking(model.input_vectors, model.input_vectors[row], exclude={row}))
+        for neighbour, score in found[word]:
+            assert score == pytest.approx(expected[model.index[neighbour]], abs=1e-5)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import requests
 
@@ -86,8 +87,12 @@ def wait_until(condition, limit: float, what: str):
 def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(model_dir, start_gunicorn):
     # The access log names the worker that answered each request: "<pid> status".
     running = start_gunicorn(model_dir, GUNICORN_CMD_ARGS="--access-logformat '%(p)s %(s)s'").wait_ready()
-    before = running.workers()
-    assert len(before) == 2
+    # ready means one worker answers; the master may still be forking the other
+    def both() -> set[int] | None:
+        pids = running.workers()
+        return pids if len(pids) == 2 else None
+
+    before = wait_until(both, 30, "two workers")
     stop, outcomes = threading.Event(), []  # outcomes: HTTP status, or None for a broken connection
 
     def load(n: int) -> None:
@@ -176,3 +181,67 @@ def test_the_service_imports_neither_numba_nor_training_code(model_dir, tmp_path
             "print(json.dumps(sorted(m for m in sys.modules if m == 'numba' or m.startswith(('numba.', 'trainer')))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == ["trainer", "trainer.artifact"]
+
+
+def test_relative_model_and_cache_folders_are_those_of_the_folder_gunicorn_starts_in(model_dir, model, tmp_path,
+                                                                                     start_gunicorn):
+    run = tmp_path / "run"  # not the project root, nor the folder of the logs
+    shutil.copytree(model_dir, run / "models" / "small")
+    assert not (ROOT / "cache").exists()
+    running = start_gunicorn("models/small", cwd=run, SKIPGRAM_CACHE_DIR="cache").wait_ready()
+    assert requests.get(f"{running.base}/readyz", timeout=10).json()["digest"] == model.digest
+    got = requests.get(f"{running.base}/similar", params={"word": "king", "k": 5}, timeout=10).json()["neighbors"]
+    scores = model.input_vectors @ model.input_vectors[0] / np.linalg.norm(model.input_vectors, axis=1)
+    scores[0] = -np.inf
+    assert [n["word"] for n in got] == [model.words[i] for i in np.argsort(-scores)[:5]]
+    assert [entry.name for entry in (run / "cache").iterdir()] == [f"small-{model.digest}"]
+    assert not (ROOT / "cache").exists() and not (tmp_path / "cache").exists()
+    served = (run / "cache" / f"small-{model.digest}" / "models.txt").read_text().split()
+    assert served == [str(run / "models" / "small")]  # recorded as an absolute path
+    assert "preparing it in this process" not in (tmp_path / "error.log").read_text()  # the workers mapped it
+
+
+def test_every_worker_serves_the_contents_the_server_started_with_until_hup(model_dir, tmp_path, start_gunicorn):
+    from tests.service.conftest import DIM, VOCAB, make_vectors
+    from trainer import artifact
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
+    running = start_gunicorn(folder, GUNICORN_CMD_ARGS="--access-logformat '%(p)s %(s)s'").wait_ready()
+
+    def digests(seconds: float, threads: int = 4) -> list[str | None]:
+        """/readyz's digest from every answer over `seconds`, a new connection each (None: no answer)."""
+        deadline, found = time.monotonic() + seconds, []
+
+        def ask() -> None:
+            while time.monotonic() < deadline:
+                try:
+                    response = requests.get(f"{running.base}/readyz", headers={"Connection": "close"}, timeout=5)
+                    found.append(response.json()["digest"] if response.status_code == 200 else response.status_code)
+                except requests.ConnectionError:
+                    found.append(None)
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda _: ask(), range(threads)))
+        return found
+
+    old = set(digests(1))
+    assert old == {artifact.read_digest(folder)}
+    old = old.pop()
+    workers = running.workers()
+    assert len(workers) == 2
+    answered = {line.split()[0] for line in (running.logs / "access.log").read_text().splitlines()}
+    assert answered >= {f"<{pid}>" for pid in workers}  # both workers answered those requests
+
+    words, w_in, w_out = make_vectors(7, VOCAB, DIM)
+    artifact.save(folder, words, np.arange(VOCAB, 0, -1), w_in, w_out, {"objective": "negative-sampling"})
+    new = artifact.read_digest(folder)
+    assert new != old
+    os.kill(min(workers), signal.SIGKILL)
+    during = digests(4)
+    assert len(during) >= 20 and set(during) <= {old, None} and during.count(None) <= 1, set(during)
+    refused = f"not started: the model folder now holds contents {new}, this server serves {old}"
+    wait_until(lambda: refused in (running.logs / "error.log").read_text(), 10, "a replacement refused")
+
+    os.kill(running.process.pid, signal.SIGHUP)  # precompute runs again; new workers replace the old
+    wait_until(lambda: set(digests(1)) == {new}, 60, f"every answer from contents {new}")
+    assert set(digests(1)) == {new}
+    assert len(running.workers()) == 2

@@ -1,0 +1,246 @@
+"""The cache entry is checked, never trusted: damaged files are rebuilt and never served, the default cache
+folder is private, and a write that fails leaves no partial file and no manifest vouching for one."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from service import derived, precompute, settings
+from service.embeddings import Embeddings
+from tests.service.conftest import DIM, VOCAB
+from tests.service.test_embeddings import cosine_ranking, numpy_softmax
+from trainer import artifact
+from trainer.artifact import ModelError
+
+K = 100  # MAX_K's default: the depth of the tables of the 600-word model
+
+
+def open_worker(model) -> Embeddings:
+    """What a gunicorn worker does: map the prepared data, or prepare it itself."""
+    config = settings.load({"MODEL_DIR": model.path})
+    return Embeddings(model, derived.open_prepared(model, config), config)
+
+
+def assert_serves_brute_force(served: Embeddings, model) -> None:
+    """Every word found at its own row; neighbours, by word and by vector, and context probabilities as
+    numpy computes them."""
+    assert [served.row(word) for word in model.words] == list(range(model.vocab_size))
+    for row in (0, 1, 5, 299, model.vocab_size - 1):
+        expected = cosine_ranking(model.input_vectors, model.input_vectors[row], exclude={row})[:20]
+        got = served.similar(model.words[row], 20)
+        assert [w for w, _ in got] == [model.words[i] for i, _ in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-5)
+    query = np.random.default_rng(7).standard_normal(model.dim)
+    expected = cosine_ranking(model.input_vectors, query)[:20]
+    got = served.similar_to_vector(query.tolist(), 20)
+    assert [w for w, _ in got] == [model.words[i] for i, _ in expected]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-5)
+    for word in ("king", "w42"):
+        probs = numpy_softmax(model, word)
+        order = np.argsort(-probs, kind="stable")[:10]
+        got = served.context_probs(word, 10)
+        assert [w for w, _ in got] == [model.words[i] for i in order]
+        np.testing.assert_allclose([p for _, p in got], probs[order], rtol=1e-5)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIPGRAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKIPGRAM_INDEX", "flat")
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def entry(cache, model):
+    """The entry `python -m service.precompute` built for the small model: exact index and both tables."""
+    assert precompute.main([str(model.path), "--threads", "1"]) == 0
+    folder = derived.cache_folder(model, cache)
+    assert {f"similar-top{K}-ids.npy", f"context-top{K}-ids.npy", "unit.faiss"} <= set(os.listdir(folder))
+    return folder
+
+
+@pytest.fixture
+def originals(entry):
+    """name -> bytes of every file of the entry as first built."""
+    return {path.name: path.read_bytes() for path in entry.iterdir() if path.is_file()}
+
+
+def manifest_sizes(folder) -> dict[str, int]:
+    return json.loads((folder / derived.MANIFEST).read_text())["files"]
+
+
+# ------------------------------------------------------------------------------------------- damages
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def rewrite(path, change):
+    array = np.load(path)
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, change(array))
+
+
+def out_of_range(ids):
+    ids = ids.copy()
+    ids[0, 0], ids[1, :3] = len(ids) + 5, -1
+    return ids
+
+
+def not_a_permutation(rows):
+    rows = rows.copy()
+    rows[5] = rows[6]  # one row twice, another never
+    return rows
+
+
+def not_finite(values):
+    values = values.copy()
+    values[3] = np.nan
+    return values
+
+
+def scaled_unit(path):
+    """unit.faiss of the same size whose vectors are twice their length (the codes end the file)."""
+    data = bytearray(path.read_bytes())
+    codes = np.frombuffer(data, np.float32, count=VOCAB * DIM, offset=len(data) - VOCAB * DIM * 4)
+    data[-codes.nbytes:] = (codes * 2).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def grown(damage):
+    """The damage, then bytes appended, which neither numpy nor FAISS reads: only the size tells."""
+    def apply(path):
+        damage(path)
+        with open(path, "ab") as f:
+            f.write(b"\0" * 64)
+    return apply
+
+
+DAMAGES = {  # id: (file, damage)
+    "truncated table": (f"similar-top{K}-scores.npy", truncate),
+    "table of another dtype": (f"similar-top{K}-scores.npy", lambda p: rewrite(p, lambda a: a.astype(np.float16))),
+    "ids outside the vocabulary": (f"similar-top{K}-ids.npy", lambda p: rewrite(p, out_of_range)),
+    "context ids outside the vocabulary": (f"context-top{K}-ids.npy", lambda p: rewrite(p, out_of_range)),
+    "non-finite normaliser": ("context-lse.npy", lambda p: rewrite(p, not_finite)),
+    "truncated unit.faiss": ("unit.faiss", truncate),
+    "unit vectors not of unit length": ("unit.faiss", scaled_unit),
+    "word rows not a permutation": ("words-rows.npy", lambda p: rewrite(p, not_a_permutation)),
+}
+
+
+@pytest.mark.parametrize("name, damage", DAMAGES.values(), ids=DAMAGES)
+def test_a_damaged_file_is_rebuilt_by_the_next_precompute(entry, originals, model, name, damage):
+    damage(entry / name)
+    assert (entry / name).read_bytes() != originals[name]
+    assert precompute.main([str(model.path), "--threads", "1"]) == 0
+    assert (entry / name).read_bytes() == originals[name]  # built again, as the first time
+    assert manifest_sizes(entry) == {path.name: path.stat().st_size for path in entry.iterdir()
+                                     if path.name.endswith((".npy", ".faiss"))}
+    assert_serves_brute_force(open_worker(model), model)
+
+
+GROWN = {  # damages a worker would map without complaint were it not for the size the manifest records
+    "ids outside the vocabulary": (f"similar-top{K}-ids.npy", grown(lambda p: rewrite(p, out_of_range))),
+    "unit vectors not of unit length": ("unit.faiss", grown(scaled_unit)),
+    "word rows not a permutation": ("words-rows.npy", grown(lambda p: rewrite(p, not_a_permutation))),
+    "truncated table": (f"context-top{K}-scores.npy", truncate),
+}
+
+
+@pytest.mark.parametrize("name, damage", GROWN.values(), ids=GROWN)
+def test_a_worker_prepares_again_when_a_file_is_not_the_size_prepared(entry, originals, model, name, damage):
+    damage(entry / name)
+    assert (entry / name).stat().st_size != manifest_sizes(entry)[name]
+    served = open_worker(model)
+    assert_serves_brute_force(served, model)
+    assert (entry / name).read_bytes() == originals[name]  # prepared again, and kept for the next worker
+
+
+# ---------------------------------------------------------------------------- the default cache folder
+
+@pytest.fixture
+def default_cache(tmp_path, monkeypatch):
+    """The default cache folder moved to a temporary path; SKIPGRAM_CACHE_DIR unset."""
+    folder = tmp_path / "skipgram-cache-default"
+    monkeypatch.setattr(settings, "default_cache_dir", lambda: str(folder))
+    monkeypatch.delenv("SKIPGRAM_CACHE_DIR", raising=False)
+    return folder
+
+
+def test_the_default_cache_folder_is_created_private(default_cache, model):
+    old_umask = os.umask(0)  # the mode must not depend on the umask
+    try:
+        assert precompute.main([str(model.path), "--threads", "1"]) == 0
+    finally:
+        os.umask(old_umask)
+    entry = derived.cache_folder(model, default_cache)
+    assert (default_cache.stat().st_mode & 0o777, default_cache.stat().st_uid) == (0o700, os.getuid())
+    assert entry.stat().st_mode & 0o777 == 0o700
+    assert derived.MANIFEST in os.listdir(entry)
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o700), (None, 0o777), (None, 0o750)],
+                         ids=["another user's", "open to all", "open to the group"])
+def test_a_default_cache_folder_not_private_to_this_user_is_refused(default_cache, model, owner, mode):
+    default_cache.mkdir()
+    os.chmod(default_cache, mode)
+    if owner is not None:
+        os.chown(default_cache, owner, owner)  # the tests run as root
+    with pytest.raises(ModelError) as raised:
+        derived.prepare(model, settings.load({"MODEL_DIR": model.path}))
+    assert str(default_cache) in str(raised.value) and "SKIPGRAM_CACHE_DIR" in str(raised.value)
+    assert os.listdir(default_cache) == []  # nothing was written into it
+
+
+# ------------------------------------------------------------------------------------ atomic writes
+
+def leftovers(folder) -> list[str]:
+    """Temporary files of atomic writes (.NAME.tmp-PID, .NAME.PID.tmp) and write probes."""
+    return [name for name in os.listdir(folder) if ".tmp" in name or name.startswith(".probe")]
+
+
+def precompute_with_file_size_limit(model, cache, limit: int) -> subprocess.CompletedProcess:
+    """The precompute command in a process that cannot write files beyond `limit` bytes (a full disk:
+    writes fail with EFBIG midway through a file)."""
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+            "from service import precompute\n"
+            f"sys.exit(precompute.main([{str(model.path)!r}, '--threads', '1']))\n")
+    env = {**os.environ, "SKIPGRAM_CACHE_DIR": str(cache), "SKIPGRAM_INDEX": "flat"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_prepare_leaves_no_temporary_file(entry):
+    assert leftovers(entry) == [] and leftovers(entry.parent) == []
+
+
+@pytest.mark.parametrize("limit", [20_000, 100_000], ids=["unit.faiss too large", "tables too large"])
+def test_a_write_failing_midway_leaves_no_partial_file_and_the_command_still_succeeds(
+        tmp_path, model, originals, limit):
+    cache = tmp_path / "small-disk"
+    result = precompute_with_file_size_limit(model, cache, limit)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == model.digest
+    folder = derived.cache_folder(model, cache)
+    names = {path.name for path in folder.iterdir() if path.name.endswith((".npy", ".faiss"))}
+    assert names < set(originals)  # some files could not be written...
+    assert all((folder / name).read_bytes() == originals[name] for name in names)  # ...and none was half written
+    assert leftovers(folder) == []
+    # a worker of that server prepares for itself what the entry lacks
+    config = settings.load({"MODEL_DIR": model.path, "CACHE_DIR": cache})
+    assert_serves_brute_force(Embeddings(model, derived.open_prepared(model, config), config), model)
+
+
+def test_a_damaged_file_that_cannot_be_rewritten_is_not_vouched_for(entry, cache, model):
+    """A same-size damage the manifest cannot tell; the precompute that finds it cannot write the rebuilt
+    table (full disk): the workers must not map the damaged file."""
+    rewrite(entry / f"similar-top{K}-ids.npy", out_of_range)
+    result = precompute_with_file_size_limit(model, cache, 100_000)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_serves_brute_force(open_worker(model), model)
