@@ -237,10 +237,11 @@ def run(args, tmp: Path) -> None:
 
     servers: dict[str, Server] = {}
     try:
-        first = servers["first"] = Server("service:create_app()", env, log)  # may build the tables: once per model
+        first = servers["first"] = Server("service:create_app()", {**env, "INDEX": "flat"}, log)  # may build the tables: once per model
         servers.pop("first").stop()
-        servers["flat"] = Server("service:create_app()", env, log)
+        servers["flat"] = Server("service:create_app()", {**env, "INDEX": "flat"}, log)
         servers["hnsw"] = Server("service:create_app()", {**env, "INDEX": "hnsw"}, log)
+        servers["ivf"] = Server("service:create_app()", {**env, "INDEX": "ivf"}, log)
         servers["baseline"] = Server("serve_load:baseline_app()", env, log)
         bodies = {label: requests.request(m, servers["flat"].base + p, data=b, timeout=10,
                                           headers={"Content-Type": "application/json"}).text
@@ -254,8 +255,8 @@ def run(args, tmp: Path) -> None:
         for server in servers.values():
             server.stop()
     print(f"startup (to /readyz): first start {first.startup:.1f} s (builds the tables when the cache is cold), "
-          f"restart {servers['flat'].startup:.1f} s, INDEX=hnsw {servers['hnsw'].startup:.1f} s (builds the index "
-          f"when not cached)")
+          f"restart {servers['flat'].startup:.1f} s, INDEX=hnsw {servers['hnsw'].startup:.1f} s, INDEX=ivf "
+          f"{servers['ivf'].startup:.1f} s (each builds its index when not cached)")
     print_table(results, args.concurrency)
     print(f"\nsame answers as gensim most_similar (words, order up to float32 ties, scores within 1e-5): "
           f"{same}/{len(sample)} words")
@@ -280,6 +281,7 @@ def measure_all(servers: dict, loads: dict, args, scripts: Path) -> dict:
                 cell(label, "flat", label)
                 cell("ceiling for " + label, "ceiling", label)
             cell("GET /similar word (HNSW)", "hnsw", by_word)
+            cell("GET /similar word (IVF)", "ivf", by_word)
         print(f"measured concurrency {c}", flush=True)
     return results
 
@@ -294,7 +296,7 @@ def print_table(results: dict, levels: list[int]) -> None:
         for c in levels:
             r = results[label, c]
             base = results["baseline: gensim most_similar", c]["rps"]
-            ceiling = results.get(("ceiling for " + label.replace("(HNSW)", "(exact)"), c))
+            ceiling = results.get(("ceiling for " + label.replace("(HNSW)", "(exact)").replace("(IVF)", "(exact)"), c))
             of_ceiling = f"{r['rps'] / ceiling['rps']:.2f}" if ceiling and not label.startswith("ceiling") else ""
             print(f"{label:{width}} {c:>4} {r['rps']:>7.0f} {r['p50_us'] / 1000:>7.2f} {r['p99_us'] / 1000:>7.2f} "
                   f"{r['errors']:>6} {r['rps'] / base:>10.2f} {of_ceiling:>10}")

@@ -17,10 +17,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -200,11 +202,24 @@ def _vocab_bytes(words, counts) -> bytes:
 
 
 def _write_npy(target: Path, array: np.ndarray) -> dict:
-    with open(target, "wb") as f:
-        np.lib.format.write_array(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    return _file_record(target)
+    """Write a C-contiguous array as .npy; its SHA-256 is taken from memory on a second thread while the
+    data is written (both release the GIL), rather than by reading the file back."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    digest = hashlib.sha256(header.getvalue())
+    data = memoryview(array.reshape(-1)).cast("B")
+    hashing = threading.Thread(target=lambda: [digest.update(data[i:i + (1 << 24)])
+                                               for i in range(0, len(data), 1 << 24)])
+    hashing.start()
+    try:
+        with open(target, "wb") as f:
+            f.write(header.getvalue())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        hashing.join()
+    return {"bytes": target.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _write_bytes(target: Path, data: bytes) -> dict:

@@ -198,8 +198,8 @@ def failing(monkeypatch, owner, name: str, error: type[OSError], code: int, when
 
 
 def disk_full_writing_output_vectors(monkeypatch):
-    failing(monkeypatch, np.lib.format, "write_array", OSError, errno.ENOSPC,
-            lambda file, *_, **__: str(file.name).endswith(artifact.OUTPUT_FILE))
+    failing(monkeypatch, artifact, "_write_npy", OSError, errno.ENOSPC,
+            lambda target, *_, **__: str(target).endswith(artifact.OUTPUT_FILE))
 
 
 def disk_full_reported_by_fsync(monkeypatch):
