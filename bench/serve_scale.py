@@ -12,6 +12,8 @@
    - wrk (Debian package) on GET /similar by word and POST /similar of a random vector, at 1 and 8
      connections: req/s, p50, p99; for the exact scan, the GB/s its p50 implies;
    - recall@10 of /similar by word against brute force over a sample of words (the service's own code).
+3. The peer, in the same run: bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw, GET /similar by
+   word at 1 and 8 connections (the throughput a million words must not fall below).
 Targets (the service-at-scale issue): total PSS <= 1.3 x input_vectors.npy; 2 -> 4 workers adds <= 10 % of
 it; first start <= 90 s, warm start <= 5 s; approximate recall@10 >= 0.95 and p99 < 5 ms at 1 connection.
 """
@@ -31,7 +33,7 @@ from urllib.parse import quote
 import numpy as np
 import requests
 
-from serve_load import ROOT, Server, run_in_temporary_folder, wrk
+from serve_load import ROOT, Server, run_in_temporary_folder, synthetic_model, wrk
 from serve_soak import memory, worker_pids
 
 MIB = 1 << 20
@@ -139,7 +141,24 @@ def measure_kind(kind: str, model_dir: Path, tmp: Path, words: list[str], args) 
     return row
 
 
-def print_tables(imports, rows, matrix_mib: float, args) -> None:
+def reference(tmp: Path, args) -> dict:
+    """The peer in the same run: bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw (the service's
+    approximate figures before this scale), GET /similar by word at 1 and 8 connections."""
+    from trainer import artifact
+
+    model_dir = synthetic_model(tmp, 100_000, 100)
+    words = random.Random(1).sample(list(artifact.load(model_dir).words), 2000)
+    items = [("GET", f"/similar?word={quote(w)}&k=10", None) for w in words]
+    env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(tmp / "cache-reference"), "INDEX": "hnsw",
+           "WEB_CONCURRENCY": "2"}
+    server = Server("service:create_app()", env, tmp / "gunicorn-reference.log")
+    try:
+        return {c: wrk(server.base, "reference", items, c, args.duration, tmp) for c in (1, 8)}
+    finally:
+        server.stop()
+
+
+def print_tables(imports, rows, matrix_mib: float, args, peer: dict | None) -> None:
     print(f"\nimport of the {args.words:,} x {args.dim} binary file ({matrix_mib:,.0f} MiB of float32)")
     print("| command | seconds | peak RSS MiB |\n|---|---|---|")
     for name, seconds, rss in imports:
@@ -162,6 +181,9 @@ def print_tables(imports, rows, matrix_mib: float, args) -> None:
                 rate = f"{matrix_mib * MIB / 1e9 / (w['p50_us'] / 1e6):.1f}" if exact_scan and c == 1 else ""
                 print(f"| {r['kind']} | {label} | {c} | {w['rps']:,.0f} | {w['p50_us'] / 1000:.2f} | "
                       f"{w['p99_us'] / 1000:.2f} | {w['errors']} | {rate} |")
+    for c, w in (peer or {}).items():
+        print(f"| hnsw, 100,000 x 100 (peer) | GET /similar word | {c} | {w['rps']:,.0f} | {w['p50_us'] / 1000:.2f} "
+              f"| {w['p99_us'] / 1000:.2f} | {w['errors']} | |")
 
 
 def run(args, tmp: Path) -> None:
@@ -179,7 +201,8 @@ def run(args, tmp: Path) -> None:
     words = list(model.words)
     print(f"model {model_dir}: {model.vocab_size:,} x {model.dim}; load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = [measure_kind(kind, model_dir, tmp, words, args) for kind in args.kinds]
-    print_tables(imports, rows, matrix_mib, args)
+    peer = None if args.no_reference else reference(tmp, args)
+    print_tables(imports, rows, matrix_mib, args, peer)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -192,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds of wrk load per cell")
     parser.add_argument("--queries", type=int, default=1000, help="GET /similar sent before reading PSS")
     parser.add_argument("--recall-words", type=int, default=1000, help="words whose recall@10 is measured")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the peer: the 100,000 x 100 model under INDEX=hnsw, measured in the same run")
     parser.add_argument("--workdir", help="keep the generated .bin file here between runs (default: temporary)")
     args = parser.parse_args(argv)
     return run_in_temporary_folder(run, args, "serve_scale-")
