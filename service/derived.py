@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 # memory than they save time, and queries are searched instead.
 MAX_TABLE_ENTRIES = 50_000_000
 # INDEX=auto: HNSW recalls more than IVF at equal speed, but its graph took 15 s to build at 100,000 x 100
-# and 260 s at 1,000,000 x 300 on 2 cores; up to this many values (V N) it builds in under a minute.
-AUTO_HNSW_MAX_VALUES = 30_000_000
+# and 261 s at 1,000,000 x 300 on 2 cores; up to this many values (V N) it builds in well under 90 s.
+AUTO_HNSW_MAX_VALUES = 20_000_000
 MANIFEST = "manifest.json"
 MODELS_FILE = "models.txt"
 UNIT_FILE = "unit.faiss"
