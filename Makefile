@@ -13,7 +13,7 @@ CORPUS := $(CACHE)/enwiki-sample.txt
 MODEL := models/default
 TRAIN_FLAGS ?= --epochs 5
 
-.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale clean
+.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale bench-import clean
 
 ## make serve: environment, default corpus, default model (trained once), then gunicorn on $(PORT)
 serve: $(VENV)/.train $(MODEL)/meta.json
@@ -93,6 +93,10 @@ bench-serve: $(VENV)/.bench
 bench-scale: $(VENV)/.bench
 	$(WRK)
 	$(PY) bench/serve_scale.py --workdir $(CACHE)/scale
+
+# A 1,000,000 x 300 file in binary and text (about 4 GB in a temporary folder), imported beside gensim.
+bench-import: $(VENV)/.bench
+	$(PY) bench/import_vs_gensim.py
 
 clean:
 	rm -rf $(VENV) $(CACHE) build *.egg-info
