@@ -123,25 +123,14 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
     artifact.check_values_of(model)
     plan = make_plan(model, settings)
     folder = cache_folder(model, settings["CACHE_DIR"])
-    writable = _make_folder(folder, settings)
-    unkept = []  # what could not be written: no manifest may then vouch for the entry's files
-
-    def keep(write: Callable) -> Callable | None:
-        def kept(built) -> None:
-            try:
-                write(built)
-            except OSError:
-                unkept.append(True)
-                raise
-        return kept if writable else None
-
-    table = _cached("word table", lambda: _checked_words(folder, model.vocab_size),
-                    lambda: words.build(model.words), keep(lambda a: _save_all(folder, _word_specs(a))))
+    entry = _Entry(_make_folder(folder, settings))
+    table = entry.cached("word table", lambda: _checked_words(folder, model.vocab_size),
+                         lambda: words.build(model.words), lambda a: _save_all(folder, _word_specs(a)))
     word_table = words.WordTable(table)
     unit_path = folder / UNIT_FILE
-    unit_index = _cached("unit vectors", lambda: _checked_unit(unit_path, model), 
-                         lambda: indexes.build_unit(model.input_vectors),
-                         keep(lambda index: indexes.write(index, unit_path)))
+    unit_index = entry.cached("unit vectors", lambda: _checked_unit(unit_path, model),
+                              lambda: indexes.build_unit(model.input_vectors),
+                              lambda index: indexes.write(index, unit_path))
     unit = indexes.unit_view(unit_index)
     index = None
     if plan.kind != "flat":
@@ -153,24 +142,25 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
             nlist = indexes.ivf_lists(model.vocab_size, settings["IVF_NLIST"])
             read = lambda: indexes.read_ivf(path, model.vocab_size, model.dim, nlist)  # noqa: E731
             build = lambda: indexes.build_ivf(unit, nlist, threads)  # noqa: E731
-        index = _cached(f"{plan.kind} index", read, build, keep(lambda built: indexes.write(built, path)))
+        index = entry.cached(f"{plan.kind} index", read, build, lambda built: indexes.write(built, path))
         if plan.kind == "hnsw" and index.storage is None:  # built here and kept in memory
             index.storage, index.own_fields = unit_index, False
     similar = context = None
     if plan.similar_k:
         specs = _similar_specs(plan.similar_k, model.vocab_size)
-        similar = _cached("similar table", lambda: _checked_table(folder, specs, model.vocab_size),
-                          lambda: arrays.build_tables(unit, unit, plan.similar_k, exclude_self=True, threads=threads),
-                          keep(lambda built: _save_all(folder, dict(zip(specs, built)))))
+        similar = entry.cached("similar table", lambda: _checked_table(folder, specs, model.vocab_size),
+                               lambda: arrays.build_tables(unit, unit, plan.similar_k, exclude_self=True,
+                                                           threads=threads),
+                               lambda built: _save_all(folder, dict(zip(specs, built))))
     if plan.context_k:
         specs = _context_specs(plan.context_k, model.vocab_size)
-        context = _cached("context table", lambda: _checked_table(folder, specs, model.vocab_size),
-                          lambda: arrays.build_tables(model.input_vectors, model.output_vectors, plan.context_k,
-                                                      with_lse=True, threads=threads),
-                          keep(lambda built: _save_all(folder, dict(zip(specs, built)))))
-    if writable and not unkept:
+        context = entry.cached("context table", lambda: _checked_table(folder, specs, model.vocab_size),
+                               lambda: arrays.build_tables(model.input_vectors, model.output_vectors,
+                                                           plan.context_k, with_lse=True, threads=threads),
+                               lambda built: _save_all(folder, dict(zip(specs, built))))
+    if entry.writable and entry.complete:
         _write_manifest(folder, model, plan)
-    elif writable:  # a file left as it was (damaged, perhaps): workers prepare for themselves
+    elif entry.writable:  # a file left as it was (damaged, perhaps): workers prepare for themselves
         try:
             (folder / MANIFEST).unlink(missing_ok=True)
         except OSError as exc:
@@ -179,25 +169,34 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
                    time.perf_counter() - started)
 
 
-def _cached(what: str, read: Callable, build: Callable, write: Callable | None):
-    """read() the checked file(s); else build(), write() (None: cannot) and read back mapped."""
-    try:
-        return read()
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        log.warning("%s: unusable (%s): building it again", what, exc)
-    started = time.perf_counter()
-    built = build()
-    log.info("%s built in %.1f s", what, time.perf_counter() - started)
-    if write is None:
-        return built
-    try:
-        write(built)
-        return read()
-    except OSError as exc:
-        log.warning("cannot keep the %s in the cache (%s): this process keeps its own", what, exc)
-        return built
+class _Entry:
+    """A cache entry being prepared: whether it can be written, and whether every file it needs was."""
+
+    def __init__(self, writable: bool):
+        self.writable = writable
+        self.complete = True  # no write failed: a manifest may vouch for the entry's files
+
+    def cached(self, what: str, read: Callable, build: Callable, write: Callable):
+        """read() the checked file(s); else build(), write() and read back mapped (kept in memory when the
+        entry cannot be written)."""
+        try:
+            return read()
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unusable (%s): building it again", what, exc)
+        started = time.perf_counter()
+        built = build()
+        log.info("%s built in %.1f s", what, time.perf_counter() - started)
+        if not self.writable:
+            return built
+        try:
+            write(built)
+            return read()
+        except OSError as exc:
+            self.complete = False
+            log.warning("cannot keep the %s in the cache (%s): this process keeps its own", what, exc)
+            return built
 
 
 def _make_folder(folder: Path, settings: Mapping) -> bool:

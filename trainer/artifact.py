@@ -182,15 +182,9 @@ def _checked_contents(words, counts, input_vectors, output_vectors):
         array = np.ascontiguousarray(array, dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != len(words) or array.shape[1] < 1:
             raise ModelError(f"{name}: expected shape ({len(words)}, N), got {array.shape}")
-        step = max(1, (1 << 22) // array.shape[1])  # rows per check: a (V, N) boolean would add a quarter of V x N
-        for start in range(0, len(array), step):
-            with np.errstate(over="ignore", invalid="ignore"):  # a sum is finite iff its terms are, or overflowed
-                if np.isfinite(array[start:start + step].sum()):
-                    continue
-            finite = np.isfinite(array[start:start + step]).all(axis=1)
-            if not finite.all():
-                row = start + int(finite.argmin())
-                raise ModelError(f"{name}: contains NaN or infinite values (first in row {row})")
+        bad = non_finite_rows(array)
+        if len(bad):
+            raise ModelError(f"{name}: contains NaN or infinite values (first in row {int(bad[0])})")
         arrays[name] = array
     if len(arrays) == 2 and arrays[OUTPUT_FILE].shape != arrays[INPUT_FILE].shape:
         raise ModelError("input and output vectors must have the same shape")
@@ -398,10 +392,15 @@ def _read_array(target: Path, shape: tuple[int, int], mmap: bool) -> np.ndarray:
 
 def non_finite_rows(array: np.ndarray, block_bytes: int = 1 << 24) -> np.ndarray:
     """int64 (R,): the rows of a (V, N) array holding NaN or an infinity, checked a block at a time so that
-    no temporary grows with the array."""
+    no temporary grows with the array; a block whose sum is finite is skipped without a boolean temporary."""
     step = max(1, block_bytes // max(1, array.shape[1] * array.itemsize))
-    bad = [start + np.flatnonzero(~np.isfinite(array[start:start + step]).all(axis=1))
-           for start in range(0, len(array), step)]
+    bad = []
+    for start in range(0, len(array), step):
+        block = array[start:start + step]
+        with np.errstate(over="ignore", invalid="ignore"):  # a sum is finite only if its terms are
+            if np.isfinite(block.sum()):
+                continue
+        bad.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))
     return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
