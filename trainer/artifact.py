@@ -8,7 +8,8 @@ A model folder holds
   meta.json           format name and version, shapes, objective, training config, corpus statistics,
                       and the size and SHA-256 of every other file
 Saving is atomic: the folder is written as a temporary sibling, fsynced and swapped in with one rename,
-so a reader sees the old model or the new one, never a mix. Loading memory-maps the arrays (workers of a
+so a reader sees the old model or the new one, never a mix. ModelWriter writes the arrays block by block as
+they are made (an import never holds its whole matrix); save() writes arrays already in memory through it. Loading memory-maps the arrays (workers of a
 server share the pages) and verifies everything but the checksums, which `verify` adds.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -36,6 +38,7 @@ INPUT_FILE = "input_vectors.npy"
 OUTPUT_FILE = "output_vectors.npy"
 VOCAB_FILE = "vocab.tsv"
 META_FILE = "meta.json"
+WRITE_BLOCK_BYTES = 1 << 22  # rows of an array written at a time
 
 
 class ModelError(Exception):
@@ -111,31 +114,206 @@ def save(path: str | os.PathLike, words, counts, input_vectors, output_vectors=N
     On any failure the temporary folder is removed and an existing model at `path` is untouched; anything
     else at `path` (a folder that is not a model folder, a file) is refused, never replaced.
     """
-    path = Path(path)
-    if path.is_symlink():  # replace the folder the link points to; the link stays
-        path = path.resolve()
-    words, counts, arrays = _checked_contents(words, counts, input_vectors, output_vectors)
-    check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        files = {name: _write_npy(tmp / name, array) for name, array in arrays.items()}
-        files[VOCAB_FILE] = _write_bytes(tmp / VOCAB_FILE, _vocab_bytes(words, counts))
+    arrays = [_checked_array(name, array, len(words)) for name, array in
+              ((INPUT_FILE, input_vectors), (OUTPUT_FILE, output_vectors)) if array is not None]
+    if len(arrays) == 2 and arrays[1].shape != arrays[0].shape:
+        raise ModelError("input and output vectors must have the same shape")
+    rows, dim = arrays[0].shape
+    with ModelWriter(path, rows, dim, output_vectors=len(arrays) == 2) as out:
+        writers = [out.input, out.output][:len(arrays)]
+        for start in range(0, rows, out.input.block_rows):
+            for writer, array in zip(writers, arrays):
+                writer.append(array[start:start + out.input.block_rows])
+        return out.finish(words, counts, meta)
+
+
+class ModelWriter:
+    """A model folder being saved, its arrays written block by block as they are made (an import never holds
+    the whole matrix), then finish() writes the vocabulary and meta.json and swaps the folder into place.
+    A context manager: leaving it without finish() (an error, an interrupt) removes everything written, and
+    an existing model at `path` stays as it was."""
+
+    def __init__(self, path: str | os.PathLike, rows: int, dim: int, *, output_vectors: bool = False):
+        path = Path(path)
+        if path.is_symlink():  # replace the folder the link points to; the link stays
+            path = path.resolve()
+        check_replaceable(path)
+        _check_space(path, (1 + output_vectors) * 4 * rows * dim)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self._done = path, False
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        self.input: ArrayWriter | None = None
+        self.output: ArrayWriter | None = None
+        try:
+            self.input = ArrayWriter(self._tmp / INPUT_FILE, rows, dim)
+            self.output = ArrayWriter(self._tmp / OUTPUT_FILE, rows, dim) if output_vectors else None
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> ModelWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._done:
+            self.abort()
+
+    def finish(self, words, counts, meta: dict | None = None) -> Path:
+        """Complete the folder: words[i] and counts[i] name row i of the arrays written; `meta` is merged
+        into meta.json. Then the folder replaces any model at `path` in one rename."""
+        words, counts = _checked_vocabulary(words, counts)
+        files = {}
+        for name, writer in ((INPUT_FILE, self.input), (OUTPUT_FILE, self.output)):
+            if writer is not None and writer.written != len(words):
+                raise ModelError(f"{name}: {writer.written} rows written for {len(words)} words")
+            if writer is not None:
+                files[name] = writer.finish()
+        files[VOCAB_FILE] = _write_bytes(self._tmp / VOCAB_FILE, _vocab_bytes(words, counts))
         full_meta = dict(meta or {})
         full_meta.update(
-            format=FORMAT_NAME, format_version=FORMAT_VERSION, vocab_size=len(words),
-            dim=int(arrays[INPUT_FILE].shape[1]), has_output_vectors=OUTPUT_FILE in arrays,
+            format=FORMAT_NAME, format_version=FORMAT_VERSION, vocab_size=len(words), dim=self.input.dim,
+            has_output_vectors=self.output is not None,
             saved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files=files)
-        _write_bytes(tmp / META_FILE, json.dumps(full_meta, indent=2, sort_keys=True).encode() + b"\n")
+        _write_bytes(self._tmp / META_FILE, json.dumps(full_meta, indent=2, sort_keys=True).encode() + b"\n")
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would lock out a server running as another user
-        _fsync_dir(tmp)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+        os.chmod(self._tmp, 0o777 & ~umask)  # mkdtemp's 0700 would lock out a server running as another user
+        _fsync_dir(self._tmp)
+        _swap_into_place(self._tmp, self.path)
+        self._done = True
+        return self.path
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary folder."""
+        for writer in (self.input, self.output):
+            if writer is not None:
+                writer.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._done = True
+
+
+class ArrayWriter:
+    """A float32 (rows, N) .npy file written block by block: append() checks each block finite and hands it
+    to a writer thread that hashes (SHA-256) and writes it, so that making the next block overlaps writing
+    this one, and the kernel writes back to disk meanwhile. Fewer rows than announced rewrite the header (and hash again)."""
+
+    def __init__(self, target: Path, rows: int, dim: int, buffers: int = 3):
+        self.target, self.rows, self.dim, self.written = target, rows, dim, 0
+        self.block_rows = max(1, WRITE_BLOCK_BYTES // (4 * dim))
+        self._header = _npy_header((rows, dim))
+        self._digest = hashlib.sha256(self._header)
+        self._file = open(target, "wb")
+        self._file.write(self._header)
+        self._pool = [np.empty((self.block_rows, dim), np.float32) for _ in range(buffers)]
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for buffer in self._pool:
+            self._free.put(buffer)
+        self._todo: queue.Queue = queue.Queue(maxsize=buffers + 1)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_blocks, name=f"write {target.name}", daemon=True)
+        self._thread.start()
+
+    def buffer(self) -> np.ndarray:
+        """An empty float32 (block_rows, N) block to fill and append (a leading slice of it); waits while
+        every block is still being written."""
+        return self._free.get()
+
+    def append(self, rows: np.ndarray, *, known_finite: bool = False) -> None:
+        """Add float32 (k, N) rows: a leading slice of buffer() (reused once written) or any array that
+        stays unchanged until finish(). Each value is checked finite unless the caller has just done so."""
+        self._check_failure()
+        rows = np.asarray(rows)
+        if rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ModelError(f"{self.target.name}: expected float32 rows of {self.dim}, got {rows.dtype} "
+                             f"{rows.shape}")
+        if self.written + len(rows) > self.rows:
+            raise ModelError(f"{self.target.name}: more than the {self.rows} rows announced")
+        bad = () if known_finite else non_finite_rows(rows)
+        if len(bad):
+            raise ModelError(f"{self.target.name}: contains NaN or infinite values (first in row "
+                             f"{self.written + int(bad[0])})")
+        own = next((b for b in self._pool if rows.base is b or rows is b), None)
+        self._todo.put((memoryview(np.ascontiguousarray(rows).reshape(-1)).cast("B"), own))
+        self.written += len(rows)
+
+    def finish(self) -> dict:
+        """Wait for the writes, fix the header if fewer rows came than announced, fsync; the file's record."""
+        self._stop()
+        self._check_failure()
+        if self.written != self.rows:
+            self._file.seek(0)
+            self._file.write(_npy_header((self.written, self.dim), len(self._header)))
+            self._file.truncate(len(self._header) + 4 * self.dim * self.written)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self.written != self.rows:
+            return _file_record(self.target)
+        return {"bytes": self.target.stat().st_size, "sha256": self._digest.hexdigest()}
+
+    def close(self) -> None:
+        """Stop writing (after an error): the file is left to be removed with its folder."""
+        self._stop()
+        self._file.close()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._todo.put(None)
+            self._thread.join()
+
+    def _check_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _write_blocks(self) -> None:
+        """The writer thread: blocks in order; after a failure the rest are only drained (append reports it)."""
+        written = len(self._header)
+        while (item := self._todo.get()) is not None:
+            data, own = item
+            try:
+                if self._failure is None:
+                    self._digest.update(data)
+                    self._file.write(data)
+                    self._file.flush()
+                    _start_writeback(self._file.fileno(), written, len(data))
+                    written += len(data)
+            except BaseException as error:  # noqa: BLE001 (handed to the thread that appends)
+                self._failure = error
+            if own is not None:
+                self._free.put(own)
+
+
+def _npy_header(shape: tuple[int, int], length: int | None = None) -> bytes:
+    """The .npy (version 1.0) header of a float32 C array, as numpy writes it; padded with spaces to `length`
+    bytes when given (a smaller shape in the space reserved for a larger one: numpy reads it the same)."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    header = out.getvalue()
+    if length is None or len(header) == length:
+        return header
+    text = header[10:-1] + b" " * (length - len(header))
+    return header[:8] + (len(text) + 1).to_bytes(2, "little") + text + b"\n"
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk now (Linux), so that the final fsync has little left."""
+    sync_file_range = getattr(_LIBC, "sync_file_range", None)
+    if sync_file_range is not None:
+        sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
+
+
+def _check_space(path: Path, need: int) -> None:
+    """Refuse a folder whose arrays would not fit on its file system, before writing any of it."""
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    stat = os.statvfs(parent)
+    free = stat.f_bavail * stat.f_frsize
+    if need > free:
+        raise ModelError(f"{path}: the vectors need {need / 2**30:,.1f} GiB of disk space, the file system "
+                         f"there has {free / 2**30:,.1f} GiB free")
 
 
 def check_replaceable(path: str | os.PathLike) -> None:
@@ -153,7 +331,7 @@ def check_replaceable(path: str | os.PathLike) -> None:
                          "it is not replaced: remove it or choose another name")
 
 
-def _checked_contents(words, counts, input_vectors, output_vectors):
+def _checked_vocabulary(words, counts) -> tuple[tuple[str, ...], np.ndarray]:
     words = tuple(map(str, words))
     counts = np.asarray(counts, dtype=np.int64)
     if not words:
@@ -175,45 +353,20 @@ def _checked_contents(words, counts, input_vectors, output_vectors):
                              "surrogates) and free of tabs, newlines (\\n) and carriage returns (\\r)")
     if len(set(words)) != len(words):
         raise ModelError("words must be distinct")
-    arrays = {INPUT_FILE: input_vectors}
-    if output_vectors is not None:
-        arrays[OUTPUT_FILE] = output_vectors
-    for name, array in arrays.items():
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] != len(words) or array.shape[1] < 1:
-            raise ModelError(f"{name}: expected shape ({len(words)}, N), got {array.shape}")
-        bad = non_finite_rows(array)
-        if len(bad):
-            raise ModelError(f"{name}: contains NaN or infinite values (first in row {int(bad[0])})")
-        arrays[name] = array
-    if len(arrays) == 2 and arrays[OUTPUT_FILE].shape != arrays[INPUT_FILE].shape:
-        raise ModelError("input and output vectors must have the same shape")
-    return words, counts, arrays
+    return words, counts
+
+
+def _checked_array(name: str, array, rows: int) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != rows or array.shape[1] < 1:
+        raise ModelError(f"{name}: expected shape ({rows}, N), got {array.shape}")
+    return array
 
 
 def _vocab_bytes(words, counts) -> bytes:
+    if not counts.any():  # imported vectors without counts: one join rather than a string per count
+        return ("\t0\n".join(words) + "\t0\n").encode("utf-8")
     return ("\n".join(map("\t".join, zip(words, map(str, counts.tolist())))) + "\n").encode("utf-8")
-
-
-def _write_npy(target: Path, array: np.ndarray) -> dict:
-    """Write a C-contiguous array as .npy; its SHA-256 is taken from memory on a second thread while the
-    data is written (both release the GIL), rather than by reading the file back."""
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    digest = hashlib.sha256(header.getvalue())
-    data = memoryview(array.reshape(-1)).cast("B")
-    hashing = threading.Thread(target=lambda: [digest.update(data[i:i + (1 << 24)])
-                                               for i in range(0, len(data), 1 << 24)])
-    hashing.start()
-    try:
-        with open(target, "wb") as f:
-            f.write(header.getvalue())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        hashing.join()
-    return {"bytes": target.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _write_bytes(target: Path, data: bytes) -> dict:
@@ -270,8 +423,7 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
 
 
 def _rename_exchange(a: Path, b: Path) -> bool:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    renameat2 = getattr(_LIBC, "renameat2", None)
     if renameat2 is None:
         return False
     result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)

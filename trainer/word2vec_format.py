@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.artifact import Model, ModelError, atomic_file, check_replaceable, load, reporting_errors, save
+from trainer.artifact import Model, ModelError, ModelWriter, atomic_file, check_replaceable, load, reporting_errors
 from trainer.reader import READ_ERRORS, compression, read_error
-from trainer.word2vec_read import form_suffix, open_vectors, read_vectors
+from trainer.word2vec_read import VectorsFile, form_suffix, open_vectors
 
 EXPORT_ROWS = 4096  # rows formatted at a time
 
@@ -94,20 +94,22 @@ def import_word2vec(source: str | os.PathLike, model_dir: str | os.PathLike, *, 
     thing worth telling (invalid UTF-8, duplicates, rows skipped). Nothing is written unless all succeeds."""
     check_replaceable(model_dir)  # before minutes of reading, not after
     known = None if counts is None else read_counts(counts, unicode_errors)
-    read = read_vectors(source, binary=binary, header=header, limit=limit, unicode_errors=unicode_errors,
-                        skip_bad_rows=skip_bad_rows, progress=progress)
-    lines = [f"read {read.rows_read:,} rows ({read.layout.name}): {len(read.words):,} words x "
-             f"{read.layout.dim} dimensions", *_summary(read, unicode_errors)]
-    word_counts = np.zeros(len(read.words), dtype=np.int64)
-    if known is not None:
-        word_counts[:] = [known.get(w, 0) for w in read.words]
-        missing = sum(w not in known for w in read.words)
-        lines += [f"{missing:,} words have no count in {counts}: recorded as 0"] if missing else []
-    meta = {"objective": None, "source": {
-        "imported_from": str(source), "format": read.layout.name, "rows_read": read.rows_read,
-        "limit": limit, "duplicates_dropped": read.duplicates, "invalid_utf8_words": read.invalid_utf8,
-        "bad_rows_skipped": read.skipped, "counts_from": None if counts is None else str(counts)}}
-    path = save(model_dir, read.words, word_counts, read.vectors, None, meta)
+    with VectorsFile(source, binary=binary, header=header, limit=limit) as vectors, \
+            ModelWriter(model_dir, vectors.rows, vectors.layout.dim) as out:
+        read = vectors.read_into(out.input, unicode_errors=unicode_errors, skip_bad_rows=skip_bad_rows,
+                                 progress=progress)
+        lines = [f"read {read.rows_read:,} rows ({read.layout.name}): {len(read.words):,} words x "
+                 f"{read.layout.dim} dimensions", *_summary(read, unicode_errors)]
+        word_counts = np.zeros(len(read.words), dtype=np.int64)
+        if known is not None:
+            word_counts[:] = [known.get(w, 0) for w in read.words]
+            missing = sum(w not in known for w in read.words)
+            lines += [f"{missing:,} words have no count in {counts}: recorded as 0"] if missing else []
+        meta = {"objective": None, "source": {
+            "imported_from": str(source), "format": read.layout.name, "rows_read": read.rows_read,
+            "limit": limit, "duplicates_dropped": read.duplicates, "invalid_utf8_words": read.invalid_utf8,
+            "bad_rows_skipped": read.skipped, "counts_from": None if counts is None else str(counts)}}
+        path = out.finish(read.words, word_counts, meta)
     for line in lines if notes else ():
         notes(line)
     return path

@@ -8,7 +8,7 @@ Layouts read:
                       tool) or nothing (gensim)
 Any of them may be compressed (.gz, .bz2: opened by trainer.reader). Text or binary is told by the suffix
 (.bin; .txt, .vec) or else by the bytes after the first word; a header by the first line being two integers.
-Sizes are checked before the matrix is allocated; the rows themselves are parsed by trainer.word2vec_rows.
+Sizes are checked before anything is written; the rows themselves are parsed by trainer.word2vec_rows.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from trainer.artifact import ModelError
+from trainer.artifact import ArrayWriter, ModelError
 from trainer.reader import READ_ERRORS, CorpusError, compression, open_stream, progress_bar, read_error
 from trainer.word2vec_rows import BLOCK_BYTES, Block, Layout, Sink, Vectors, binary_blocks, text_blocks
 
@@ -28,32 +28,56 @@ _MAGIC = {(793712314).to_bytes(4, "little"): "is a fastText model, not a vectors
           b"BZh": "is bzip2-compressed: its name must end in .bz2"}
 
 
-def read_vectors(path: str | os.PathLike, *, binary: bool | None = None, header: bool | None = None,
-                 limit: int | None = None, unicode_errors: str = "replace", skip_bad_rows: bool = False,
-                 progress: bool = False) -> Vectors:
-    """Read a vectors file (its layout told from the content unless `binary` / `header` say). Raises
-    ModelError naming the file and, for a bad row, the row; `limit` keeps the first rows only."""
-    path, raw, stream = open_vectors(path)
-    with raw, stream:
+class VectorsFile:
+    """An open vectors file whose layout and number of rows are known and checked against its size: what
+    a model folder for it needs (rows, dim) before read_into() sends the rows to the folder's writer.
+    Raises ModelError naming the file; a context manager that closes it."""
+
+    def __init__(self, path: str | os.PathLike, *, binary: bool | None = None, header: bool | None = None,
+                 limit: int | None = None):
+        self.path, self._raw, self._stream = open_vectors(path)
         try:
-            head = stream.read(HEAD_BYTES)
-            layout = sniff_layout(path, head, binary, header)
-            wanted = layout.rows if layout.rows is not None else _count_lines(path, head, limit)
-            wanted = min(wanted, limit or wanted)
-            on_disk = os.fstat(raw.fileno()).st_size
-            check_sizes(path, layout, wanted, on_disk if compression(path) == "plain" else None)
-            sink = Sink(path, layout, wanted, unicode_errors, skip_bad_rows)
-            blocks = (binary_blocks if layout.binary else text_blocks)(stream, head[layout.header_bytes:],
+            self._head = self._stream.read(HEAD_BYTES)
+            self.layout = sniff_layout(self.path, self._head, binary, header)
+            wanted = self.layout.rows if self.layout.rows is not None else _count_lines(self.path, self._head, limit)
+            self.rows = min(wanted, limit or wanted)  # rows to read: at most this many are kept
+            self._size = os.fstat(self._raw.fileno()).st_size
+            check_sizes(self.path, self.layout, self.rows,
+                        self._size if compression(self.path) == "plain" else None)
+        except BaseException as error:
+            self.close()
+            if isinstance(error, READ_ERRORS):
+                raise ModelError(str(read_error(self.path, error))) from None
+            raise
+
+    def __enter__(self) -> VectorsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    def read_into(self, out: ArrayWriter, *, unicode_errors: str = "replace", skip_bad_rows: bool = False,
+                  progress: bool = False) -> Vectors:
+        """Send the rows kept to `out`, in file order; raises ModelError naming the file and, for a bad row,
+        the row. The words kept and what was left out are in the result."""
+        layout, wanted = self.layout, self.rows
+        sink = Sink(self.path, layout, out, unicode_errors, skip_bad_rows)
+        try:
+            blocks = (binary_blocks if layout.binary else text_blocks)(self._stream, self._head[layout.header_bytes:],
                                                                        wanted, sink)
-            with progress_bar(progress, on_disk, path.name) as bar:
-                trailing = _drain(blocks, sink, bar, raw)
+            with progress_bar(progress, self._size, self.path.name) as bar:
+                trailing = _drain(blocks, sink, bar, self._raw)
         except READ_ERRORS as error:
-            raise ModelError(str(read_error(path, error))) from None
-    if sink.result.rows_read < wanted and layout.rows is not None:
-        raise ModelError(f"{path}: ends after row {sink.result.rows_read:,} of the {layout.rows:,} its header "
-                         "announces (truncated, or a header that does not match the rows)")
-    sink.result.trailing = bool(trailing) and wanted == layout.rows
-    return sink.finish()
+            raise ModelError(str(read_error(self.path, error))) from None
+        if sink.result.rows_read < wanted and layout.rows is not None:
+            raise ModelError(f"{self.path}: ends after row {sink.result.rows_read:,} of the {layout.rows:,} its "
+                             "header announces (truncated, or a header that does not match the rows)")
+        sink.result.trailing = bool(trailing) and wanted == layout.rows
+        return sink.finish()
 
 
 def open_vectors(path, what: str = "vectors file") -> tuple[Path, IO[bytes], IO[bytes]]:
@@ -154,23 +178,11 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 
 def check_sizes(path: Path, layout: Layout, rows: int, file_bytes: int | None) -> None:
-    """Refuse a row count the file cannot hold (`file_bytes`: its size when not compressed) or a matrix that
-    would not fit in the memory available, before allocating anything."""
+    """Refuse a row count the file cannot hold (`file_bytes`: its size when not compressed) before anything
+    is written for it (the model folder's writer checks the disk space)."""
     dim = layout.dim
     least = layout.header_bytes + (rows * (4 * dim + 2) if layout.binary else rows * (2 * dim + 2) - 1)
     if file_bytes is not None and layout.rows is not None and least > file_bytes:
         raise ModelError(f"{path}: the header announces {layout.rows:,} rows of {dim:,} values: {rows:,} rows "
                          f"need at least {least:,} bytes, the file holds {file_bytes:,} (truncated, or a wrong "
                          "header)")
-    need, available = 4 * rows * dim, _available_memory()
-    if need > available:
-        raise ModelError(f"{path}: {rows:,} x {dim:,} float32 vectors need {need / 2**30:,.1f} GiB of memory, "
-                         f"more than the {available / 2**30:,.1f} GiB available (--limit to read fewer rows)")
-
-
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

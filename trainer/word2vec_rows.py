@@ -3,8 +3,9 @@ floor of the reading half of trainer.word2vec_format (trainer.word2vec_read tell
 
 Text: a block of whole lines (4 MiB) is split in Python (one bytes.partition per line: the word, then the
 numbers) and all its numbers are parsed by numpy's C tokenizer in one np.loadtxt call; a block that fails is
-parsed again line by line, only to name the bad line. Binary: a block is read into a reusable buffer, each
-row's word found with one bytes.find and its vector copied straight into the matrix.
+parsed again line by line, only to name the bad line. Binary: a block is read into a reusable buffer and
+split by a compiled loop, each vector copied straight into a buffer of the writer of the model's matrix.
+Either way the rows go to the model folder block by block, as they are read.
 """
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
-from trainer.artifact import ModelError
+from trainer.artifact import ArrayWriter, ModelError, non_finite_rows
 
 BLOCK_BYTES = 1 << 22  # read and parsed at a time (text: its lines, words and numbers take about 8x this)
 MAX_LINE_BYTES = 1 << 26  # a text line longer than this means another format
 MAX_WORD_BYTES = 1 << 16  # likewise a binary word (no space found)
 UNSTORABLE = b"\t\r"  # besides "\n" and the empty word, what trainer.artifact refuses in a word
-CHECK_ROWS = 1 << 16  # rows moved at a time when duplicates are squeezed out
 
 # first file row of the block, rows, their words joined by b"\n", values (k, N) or None when already in place
 Block = tuple[int, int, bytes, "np.ndarray | None", dict[int, str]]
@@ -44,10 +45,9 @@ class Layout:
 
 @dataclass
 class Vectors:
-    """The rows kept: words[i] is the word of vectors[i], in file order."""
+    """What a read kept: words[i] is the word of row i handed to the writer, in file order."""
 
     words: list[str]
-    vectors: np.ndarray  # float32 (V, N)
     layout: Layout
     rows_read: int = 0  # file rows looked at (the header's count, or --limit)
     invalid_utf8: int = 0  # words whose bad bytes were replaced or removed
@@ -61,52 +61,66 @@ def binary_blocks(stream, pending: bytes, rows: int, sink: Sink) -> Iterator[Blo
     """Blocks of binary rows, their vectors copied straight into sink.free(); returns True when more than
     whitespace follows the last row wanted."""
     size = 4 * sink.layout.dim
-    buf = bytearray(BLOCK_BYTES + MAX_WORD_BYTES + size + 2)  # reused: a block and the partial row before it
-    view, have, done = memoryview(buf), len(pending), 0
-    buf[:have] = pending
+    buf = np.empty(BLOCK_BYTES + MAX_WORD_BYTES + size + 2, np.uint8)  # reused: a block and the row before it
+    names, starts, lengths = np.empty_like(buf), *np.empty((2, len(buf) // (size + 1) + 1), np.int64)
+    have, done, got = len(pending), 0, 0
+    buf[:have] = np.frombuffer(pending, np.uint8)
     while done < rows:
-        got = stream.readinto(view[have:have + BLOCK_BYTES])
+        got = stream.readinto(memoryview(buf)[have:have + BLOCK_BYTES])
         have += got
-        out = sink.free()[:rows - done]
-        words, end = _split_binary(buf, have, size, memoryview(out).cast("B"))
-        if end < 0:
-            raise ModelError(f"{sink.place(done + len(words))}: no space ends the word within {MAX_WORD_BYTES:,} "
-                             "bytes (a damaged file, or not word2vec binary)")
-        if words:
-            if sys.byteorder == "big":
-                out[:len(words)].byteswap(inplace=True)
-            names, bad = b"\n".join(words), {}
-            if names.count(b"\n") != len(words) - 1:  # a "\n" inside a word: a bad row, still one word
-                bad = {i: f"the word {bytes(w)!r} holds a line break: a model cannot store it"
-                       for i, w in enumerate(words) if b"\n" in w}
-                names = b"\n".join(w.replace(b"\n", b"\r") for w in words)
-            yield done, len(words), names, None, bad
-        done += len(words)
-        buf[:have - end] = view[end:have]
-        have -= end
+        while done < rows:  # as many blocks as the data holds rows (it may hold more than one block)
+            out = sink.free()[:rows - done]
+            count, end, named, lost = _split_binary(buf, have, size, out.view(np.uint8), names, starts, lengths)
+            if lost:
+                raise ModelError(f"{sink.place(done + count)}: no space ends the word within {MAX_WORD_BYTES:,} "
+                                 "bytes (a damaged file, or not word2vec binary)")
+            if count:
+                if sys.byteorder == "big":
+                    out[:count].byteswap(inplace=True)
+                joined, bad = names[:named].tobytes(), {}
+                if joined.count(b"\n") != count - 1:  # a "\n" inside a word: a bad row, still one word
+                    words = [buf[s:s + n].tobytes() for s, n in zip(starts[:count], lengths[:count])]
+                    bad = {i: f"the word {w!r} holds a line break: a model cannot store it"
+                           for i, w in enumerate(words) if b"\n" in w}
+                    joined = b"\n".join(w.replace(b"\n", b"\r") for w in words)
+                yield done, count, joined, None, bad
+            done += count
+            buf[:have - end] = buf[end:have]
+            have -= end
+            if count < len(out):
+                break
         if not got:
             break
-    return done == rows and bool(buf[:have].strip() or (got and stream.read(1 << 16).strip()))
+    return done == rows and bool(buf[:have].tobytes().strip() or (got and stream.read(1 << 16).strip()))
 
 
-def _split_binary(buf: bytearray, have: int, size: int, out: memoryview) -> tuple[list[bytearray], int]:
-    """Split complete rows off buf[:have], copying each vector (size bytes) into the next row of out (bytes of
-    float32 rows; at most as many rows as it holds). Returns the words and where the next row starts, or -1
-    for that when no space ends a word within MAX_WORD_BYTES. One bytes.find per row, no loop per byte but
-    over the newlines the C tool writes after each vector."""
-    words, pos, row, most, find, src = [], 0, 0, len(out) // size, buf.find, memoryview(buf)
-    while row < most:
+@numba.njit(nogil=True, cache=True)
+def _split_binary(buf, have, size, out, names, starts, lengths):  # pragma: no cover (compiled)
+    """Split complete rows off buf[:have] (uint8), copying each vector (size bytes) into the next row of out
+    (uint8 (k, size): the bytes of float32 rows) and each word into names (joined by b"\n"; its start and
+    length into starts and lengths). Returns the rows split, where the next row starts, the bytes of names
+    used, and whether no space ended a word within MAX_WORD_BYTES. Skips the newlines the C tool writes
+    after each vector."""
+    pos = row = named = 0
+    while row < out.shape[0]:
         while pos < have and buf[pos] == 10:
             pos += 1
-        space = find(b" ", pos, min(have, pos + MAX_WORD_BYTES + 1))
-        if space < 0 and have - pos > MAX_WORD_BYTES:
-            return words, -1
-        if space < 0 or space + 1 + size > have:
+        limit, space = min(have, pos + MAX_WORD_BYTES + 1), pos
+        while space < limit and buf[space] != 32:
+            space += 1
+        if space == limit:
+            return row, pos, named, have - pos > MAX_WORD_BYTES
+        if space + 1 + size > have:
             break
-        words.append(buf[pos:space])
-        out[row * size:(row + 1) * size] = src[space + 1:space + 1 + size]
+        if row:
+            names[named] = 10
+            named += 1
+        names[named:named + space - pos] = buf[pos:space]
+        named += space - pos
+        starts[row], lengths[row] = pos, space - pos
+        out[row, :] = buf[space + 1:space + 1 + size]
         row, pos = row + 1, space + 1 + size
-    return words, pos
+    return row, pos, named, False
 
 
 def text_blocks(stream, pending: bytes, rows: int, sink: Sink) -> Iterator[Block]:
@@ -165,15 +179,17 @@ def _is_number(field: bytes) -> bool:
 
 
 class Sink:
-    """Gathers blocks into one preallocated float32 (rows, N) matrix: decodes the words, refuses bad rows or,
-    when asked, leaves them out; at the end keeps the first row of each word (the later ones are duplicates)."""
+    """Takes blocks of rows to an ArrayWriter: decodes the words, refuses bad rows or, when asked, leaves them
+    out, and keeps the first row of each word (the later ones are duplicates). Binary rows are read straight
+    into the writer's buffers (free()); the matrix is never held whole."""
 
-    def __init__(self, path: Path, layout: Layout, rows: int, unicode_errors: str, skip_bad_rows: bool):
+    def __init__(self, path: Path, layout: Layout, out: ArrayWriter, unicode_errors: str, skip_bad_rows: bool):
         if unicode_errors not in ("strict", "replace", "ignore"):
             raise ValueError(f"unicode_errors must be strict, replace or ignore, not {unicode_errors!r}")
-        self.path, self.layout, self.errors, self.skip = path, layout, unicode_errors, skip_bad_rows
-        self.array = np.empty((rows, layout.dim), dtype=np.float32)
-        self.result = Vectors([], self.array, layout)
+        self.path, self.layout, self.errors, self.skip, self.out = path, layout, unicode_errors, skip_bad_rows, out
+        self.result = Vectors([], layout)
+        self._seen: set[str] = set()
+        self._buffer: np.ndarray | None = None
 
     def place(self, row: int) -> str:
         """How messages name the 0-based data row: by line for text, by vector for binary files."""
@@ -182,18 +198,17 @@ class Sink:
         return f"{self.path}: line {row + 1 + (self.layout.rows is not None):,}"
 
     def free(self) -> np.ndarray:
-        """The rows not yet filled: float32 (rows - kept, N)."""
-        return self.array[len(self.result.words):]
+        """Where the next binary rows are to be read: float32 (k, N), a buffer of the writer."""
+        if self._buffer is None:
+            self._buffer = self.out.buffer()
+        return self._buffer
 
     def add(self, first: int, count: int, names: bytes, values: np.ndarray | None, bad: dict[int, str]) -> None:
         """Rows first..first+count of the file: their words joined by b"\\n", their values float32 (count, N)
-        (None: already written at free()), and the problems found so far, by row of the block."""
-        start = len(self.result.words)
-        block = self.array[start:start + count] if values is None else values
+        (None: already read into free()), and the problems found so far, by row of the block."""
+        block = self._buffer[:count] if values is None else values
         words = self._decode(names, bad)
-        with np.errstate(over="ignore", invalid="ignore"):
-            suspect = not np.isfinite(block.sum())  # one fast pass; overflow alone only costs the exact check
-        for i in np.flatnonzero(~np.isfinite(block).all(axis=1)).tolist() if suspect else ():
+        for i in non_finite_rows(block).tolist():
             bad.setdefault(i, "holds NaN or infinite values")
         if bad and not self.skip:
             i = min(bad)
@@ -202,12 +217,34 @@ class Sink:
             if not self.result.skipped:
                 self.result.first_skipped = f"{self.place(first + min(bad))}: {bad[min(bad)]}"
             self.result.skipped += len(bad)
-            keep = [i for i in range(count) if i not in bad]
-            words, block = [words[i] for i in keep], block[keep]
-        if values is not None or bad:
-            self.array[start:start + len(words)] = block
+        keep = self._first_rows(words, bad)
+        if keep is not None:
+            words, block[:len(keep)] = [words[i] for i in keep], block[keep]
+            block = block[:len(keep)]
+        if len(block):
+            self.out.append(block, known_finite=True)  # checked above
+            self._buffer = None if values is None else self._buffer
         self.result.words.extend(words)
         self.result.rows_read = first + count
+
+    def _first_rows(self, words: list[str], bad: dict[int, str]) -> list[int] | None:
+        """The rows of a block to keep (not bad, and the first row of their word), or None for all of them:
+        what most blocks take, at the cost of two set operations."""
+        seen, before = self._seen, len(self._seen)
+        if not bad and seen.isdisjoint(words):
+            seen.update(words)
+            if len(seen) - before == len(words):
+                return None
+            seen.difference_update(words)  # all were new: only a repeat within the block is to be found
+        keep = []
+        for i, word in enumerate(words):
+            if i not in bad:
+                if word in seen:
+                    self.result.duplicates += 1
+                else:
+                    seen.add(word)
+                    keep.append(i)
+        return keep
 
     def _decode(self, names: bytes, bad: dict[int, str]) -> list[str]:
         try:
@@ -234,16 +271,7 @@ class Sink:
             return word.decode("utf-8", self.errors)
 
     def finish(self) -> Vectors:
-        """The result, duplicates squeezed out of the matrix in place (rows only move towards the front)."""
-        result, words = self.result, self.result.words
-        if not words:
-            raise ModelError(f"{self.path}: no row to import (all {result.rows_read:,} rows left out)")
-        if len(set(words)) != len(words):
-            first: dict[str, int] = {}
-            keep = np.asarray([i for i, w in enumerate(words) if first.setdefault(w, i) == i])
-            for start in range(0, len(keep), CHECK_ROWS):  # keep[j] >= j: no source is overwritten before use
-                chunk = keep[start:start + CHECK_ROWS]
-                self.array[start:start + len(chunk)] = self.array[chunk]
-            result.duplicates, result.words = len(words) - len(keep), list(first)
-        result.vectors = self.array[:len(result.words)]  # a view: leading rows of a C array stay contiguous
-        return result
+        """The result: the words of the rows handed to the writer, in order."""
+        if not self.result.words:
+            raise ModelError(f"{self.path}: no row to import (all {self.result.rows_read:,} rows left out)")
+        return self.result

@@ -198,8 +198,9 @@ def failing(monkeypatch, owner, name: str, error: type[OSError], code: int, when
 
 
 def disk_full_writing_output_vectors(monkeypatch):
-    failing(monkeypatch, artifact, "_write_npy", OSError, errno.ENOSPC,
-            lambda target, *_, **__: str(target).endswith(artifact.OUTPUT_FILE))
+    # raised on the thread that writes the array's blocks, reported by the one that saves
+    failing(monkeypatch, artifact, "_start_writeback", OSError, errno.ENOSPC,
+            lambda fd, *_: os.readlink(f"/proc/self/fd/{fd}").endswith(artifact.OUTPUT_FILE))
 
 
 def disk_full_reported_by_fsync(monkeypatch):
