@@ -9,21 +9,26 @@ from trainer import artifact
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: settings from defaults, then the environment (MODEL_DIR, INDEX, SKIPGRAM_*), then
     `config`; open the model folder (memory-mapped) and its derived data (service.derived: mapped from the
-    cache when prepared, else prepared here).
+    cache when prepared, else prepared here); add request ids, JSON access lines, /metrics
+    (service.observability) and the optional API key (service.auth).
 
     Raises trainer.artifact.ModelError, naming the file and the problem, for an unusable model folder (and
     derived.ModelChanged when it no longer holds the contents SERVING_DIGEST names), and
     service.settings.SettingsError for an unusable setting: under gunicorn the worker then fails to boot.
     """
     # Imported here, not at the top: the gunicorn master reads service.settings and must not load FAISS.
-    from service import api, derived, settings
+    from service import api, auth, derived, observability, settings
     from service.embeddings import Embeddings
 
     app = Flask(__name__)
     settings.configure(app.config, config)
     model = artifact.load(app.config["MODEL_DIR"], check_values=False)  # values: checked where prepared
     derived.check_serving(model, app.config["SERVING_DIGEST"])
-    app.extensions["embeddings"] = Embeddings(model, derived.open_prepared(model, app.config), app.config)
+    prepared = derived.open_prepared(model, app.config)
+    embeddings = app.extensions["embeddings"] = Embeddings(model, prepared, app.config)
     app.extensions["openapi"] = api.openapi_document(app.config, model.dim)
     app.register_blueprint(api.bp)
+    # Request ids, access lines and metrics first: the requests the key check refuses are counted too.
+    observability.install(app, embeddings.describe(), prepared.prepare_seconds)
+    auth.install(app)
     return app

@@ -203,8 +203,11 @@ def _reject_constant(name: str):
 # ---------------------------------------------------------------------------------------- contract
 
 def openapi_document(config, dim: int) -> bytes:
-    """service/openapi.yaml as JSON, with this instance's limits and vector length written into it."""
+    """service/openapi.yaml as JSON, with this instance's limits and vector length written into it, and the
+    key required where this instance has one (the file says: the key, or none)."""
     doc = yaml.safe_load(Path(__file__).with_name("openapi.yaml").read_text(encoding="utf-8"))
+    if config["API_KEY"] is not None:
+        doc["security"] = [{"bearer": []}]
     parameters, schemas = doc["components"]["parameters"], doc["components"]["schemas"]
     parameters["k"]["schema"].update(maximum=config["MAX_K"], default=min(DEFAULT_K, config["MAX_K"]))
     for limited in (parameters["word"]["schema"], parameters["word_optional"]["schema"], schemas["Word"]):

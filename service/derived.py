@@ -6,7 +6,7 @@ One cache entry, a folder NAME-DIGEST under CACHE_DIR (the digest of the model's
   hnsw-m{M}-efc{E}.faiss | ivf-nlist{L}-pq{P}.faiss   the approximate index of INDEX=hnsw or ivf
   similar-top{k}-{ids,scores}.npy        every word's k nearest words (exact index, when affordable)
   context-top{k}-{ids,scores}.npy, context-lse.npy   every word's k likeliest context words, log softmax normaliser
-  manifest.json                          the files prepare() checked, with their sizes
+  manifest.json                          the files prepare() checked, with their sizes, and its seconds
   models.txt                             the model folders the entry was prepared for (see remove_stale)
 prepare() runs once per server start (`python -m service.precompute`, before gunicorn forks): it checks the
 model's values and every file there, rebuilds what is missing or damaged, then writes the manifest. open()
@@ -107,6 +107,7 @@ class Derived:
     context: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # ids (V, k), scores (V, k), lse float64 (V,)
     folder: Path
     seconds: float  # time taken to prepare or open it
+    prepare_seconds: float | None  # time the entry's last prepare() took (its manifest says); None: unknown
 
 
 def cache_folder(model: artifact.Model, cache_dir: str | os.PathLike) -> Path:
@@ -158,15 +159,15 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
                                lambda: arrays.build_tables(model.input_vectors, model.output_vectors,
                                                            plan.context_k, with_lse=True, threads=threads),
                                lambda built: _save_all(folder, dict(zip(specs, built))))
+    seconds = time.perf_counter() - started
     if entry.writable and entry.complete:
-        _write_manifest(folder, model, plan)
+        _write_manifest(folder, model, plan, seconds)
     elif entry.writable:  # a file left as it was (damaged, perhaps): workers prepare for themselves
         try:
             (folder / MANIFEST).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("cannot remove %s (%s)", folder / MANIFEST, exc)
-    return Derived(plan, word_table, unit_index, unit, index, similar, context, folder,
-                   time.perf_counter() - started)
+    return Derived(plan, word_table, unit_index, unit, index, similar, context, folder, seconds, seconds)
 
 
 class _Entry:
@@ -219,7 +220,11 @@ def _check_private(cache: Path) -> None:
     """The default cache folder, under a temporary folder anyone can write, must be this user's alone: a
     folder another user made first could hold planted data. (A folder set by SKIPGRAM_CACHE_DIR is the
     operator's choice.)"""
-    if os.path.abspath(cache) != os.path.abspath(settings_module.default_cache_dir()):
+    try:
+        default = settings_module.default_cache_dir()
+    except OSError:  # no usable temporary folder (a read-only root file system): the cache is set, not default
+        return
+    if os.path.abspath(cache) != os.path.abspath(default):
         return
     info = cache.stat()
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
@@ -250,15 +255,17 @@ def _checked_table(folder: Path, specs: dict, size: int) -> tuple[np.ndarray, ..
     return loaded
 
 
-def _write_manifest(folder: Path, model: artifact.Model, plan: Plan) -> None:
-    """Add this plan's files to the manifest (other settings' files stay listed)."""
+def _write_manifest(folder: Path, model: artifact.Model, plan: Plan, seconds: float) -> None:
+    """Add this plan's files to the manifest (other settings' files stay listed), with the `seconds` this
+    preparation took (the service reports it in /metrics)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         files = dict(manifest["files"]) if manifest.get("model") == model.digest else {}
     except (OSError, ValueError, KeyError, TypeError):
         files = {}
     files.update({name: (folder / name).stat().st_size for name in plan.files()})
-    body = json.dumps({"model": model.digest, "files": files}, indent=1, sort_keys=True).encode()
+    body = json.dumps({"model": model.digest, "files": files, "prepare_seconds": round(seconds, 3)},
+                      indent=1, sort_keys=True).encode()
     with artifact.atomic_file(folder / MANIFEST) as f:
         f.write(body)
 
@@ -294,8 +301,9 @@ def open_prepared(model: artifact.Model, settings: Mapping) -> Derived:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.info("no prepared data for %s in %s (%s): preparing it in this process", model.path, folder, exc)
         return prepare(model, settings)
+    prepared = manifest.get("prepare_seconds")
     return Derived(plan, table, unit_index, indexes.unit_view(unit_index), index, similar, context, folder,
-                   time.perf_counter() - started)
+                   time.perf_counter() - started, prepared if type(prepared) in (int, float) else None)
 
 
 def preload(model: artifact.Model, settings: Mapping) -> None:

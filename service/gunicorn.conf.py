@@ -1,8 +1,10 @@
 """Gunicorn settings for the service: derived data prepared once before forking, mapped by every worker."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from service import settings as service_settings
@@ -23,7 +25,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat 
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
+accesslog = None  # the app writes one JSON line per request to standard output (service.observability)
 errorlog = "-"
 # FAISS issue 5206: a search in a forked child can hang once the parent ran multi-threaded OpenMP code.
 # So nothing is preloaded: each worker opens the model and its derived data, memory-mapped, so workers
@@ -32,6 +34,8 @@ preload_app = False
 # No runtime management socket: nothing here uses it, and instances on one host would share its path.
 control_socket_disable = True
 _DIGEST = "SKIPGRAM_SERVING_DIGEST"  # the contents every worker must serve, set below for the workers
+_METRICS = "PROMETHEUS_MULTIPROC_DIR"  # the workers' metrics files (prometheus-client's multiprocess mode)
+_METRICS_PREFIX = "skipgram-metrics-"
 
 
 def on_starting(server):
@@ -63,6 +67,29 @@ def _preload(server, digest: str) -> None:
             derived.preload(model, config)
     except (artifact.ModelError, service_settings.SettingsError) as exc:
         server.log.warning("nothing preloaded: %s", exc)
+
+
+def when_ready(server):
+    """A private folder for the workers' metrics, made at each start (not at HUP: counts go on), before
+    the workers fork, and named in the environment they inherit. prometheus-client chooses its
+    multiprocess mode when first imported, so nothing in the master may have imported it before."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported in the master before the metrics folder was set "
+                           "(preload_app?): the workers' metrics would not add up")
+    os.environ[_METRICS] = tempfile.mkdtemp(prefix=_METRICS_PREFIX, dir=worker_tmp_dir)
+    server.log.info("workers' metrics in %s", os.environ[_METRICS])
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess  # imported after when_ready named the folder
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges (requests in progress, model served) go
+
+
+def on_exit(server):
+    folder = os.environ.get(_METRICS, "")
+    if os.path.basename(folder).startswith(_METRICS_PREFIX):  # one when_ready made, not a folder inherited
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def on_reload(server):

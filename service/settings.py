@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 from flask import Config
 
 PREFIX = "SKIPGRAM"  # SKIPGRAM_MAX_K=50 sets MAX_K; values are parsed as JSON where they can be
 PLAIN_ENV = ("MODEL_DIR", "INDEX")  # also read without the prefix, as the README and Makefile use them
+RAW_ENV = ("API_KEY", "API_KEY_FILE")  # taken as given, never parsed as JSON (a key of digits stays a string)
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 
 
@@ -47,6 +49,10 @@ DEFAULTS = {
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more
     "PROVIDE_AUTOMATIC_OPTIONS": False,  # OPTIONS would answer an empty non-JSON 200; let it be a JSON 405
     "SERVING_DIGEST": None,  # set by gunicorn.conf.py: the model contents every worker must serve
+    # When set, every endpoint but /healthz, /readyz and /metrics wants "Authorization: Bearer KEY"
+    # (service.auth); printable ASCII without spaces. Never logged, never in an error message.
+    "API_KEY": None,
+    "API_KEY_FILE": None,  # or a file holding the key (a mounted secret); its trailing newlines are dropped
 }
 
 _POSITIVE = ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "IVF_NPROBE", "IVF_CANDIDATES", "MAX_K",
@@ -62,6 +68,7 @@ def configure(config: Config, overrides: dict | None = None) -> Config:
     config.from_mapping(DEFAULTS)
     config.update({name: os.environ[name] for name in PLAIN_ENV if name in os.environ})
     config.from_prefixed_env(PREFIX)
+    config.update({name: os.environ[f"{PREFIX}_{name}"] for name in RAW_ENV if f"{PREFIX}_{name}" in os.environ})
     config.update(overrides or {})
     check(config)
     return config
@@ -88,6 +95,31 @@ def check(config) -> None:
     _check_int(config, "TABLES_MAX_COST", minimum=0)
     if config["SERVING_DIGEST"] is not None and not isinstance(config["SERVING_DIGEST"], str):
         raise SettingsError(f"SERVING_DIGEST (environment {PREFIX}_SERVING_DIGEST) must be a JSON string")
+    _check_api_key(config)
+
+
+def _check_api_key(config) -> None:
+    """Resolve API_KEY_FILE into API_KEY and check the key; no message quotes it."""
+    key, path = config.get("API_KEY"), config.get("API_KEY_FILE")
+    if key is not None and path is not None:
+        raise SettingsError(f"API_KEY and API_KEY_FILE (environment {PREFIX}_API_KEY, {PREFIX}_API_KEY_FILE) "
+                            "are both set: set one")
+    what = f"API_KEY (environment {PREFIX}_API_KEY)"
+    if path is not None:
+        what = f"the API key in {path} (API_KEY_FILE)"
+        try:
+            key = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise SettingsError(f"{what} is not UTF-8 text") from None
+        except OSError as exc:
+            raise SettingsError(f"cannot read the API key file {path} (API_KEY_FILE): {exc.strerror}") from None
+        config["API_KEY"], config["API_KEY_FILE"] = key, None  # resolved: checking again finds one setting
+    if key is None:
+        return
+    if not isinstance(key, str) or not key:
+        raise SettingsError(f"{what} is empty" if key == "" else f"{what} must be a string")
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        raise SettingsError(f"{what} must be printable ASCII without spaces (it is sent in a header)")
 
 
 def _check_int(config, name: str, minimum: int) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -157,13 +158,15 @@ def free_port() -> int:
 
 class Gunicorn:
     """gunicorn with service/gunicorn.conf.py and two workers (unless `env` says otherwise) serving
-    `model_dir` on a free loopback port, started in `cwd`; its access and error logs go to `logs`."""
+    `model_dir` on a free loopback port, started in `cwd`; its standard output (the JSON access lines) and
+    standard error go to `logs`."""
 
     def __init__(self, model_dir, logs: Path, cwd: Path = ROOT, **env):
         port = free_port()
         self.base, self.logs = f"http://127.0.0.1:{port}", logs
         env = {**os.environ, "MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(logs / "cache"),
                "WEB_CONCURRENCY": "2", **env}
+        self.worker_count = int(env["WEB_CONCURRENCY"])
         command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn.conf.py"),
                    "--bind", f"127.0.0.1:{port}", "service:create_app()"]
         with open(logs / "access.log", "wb") as out, open(logs / "error.log", "wb") as err:
@@ -181,6 +184,23 @@ class Gunicorn:
             assert time.monotonic() < deadline, "gunicorn did not become ready"
             time.sleep(0.2)
 
+    def wait_every_worker(self, limit: float = 60) -> Gunicorn:
+        """Once ready (one worker answered; the others may still be loading the model), send /healthz
+        until every worker has answered."""
+        deadline = time.monotonic() + limit
+        with ThreadPoolExecutor(4) as pool:
+            while True:
+                workers = self.workers()
+                if len(workers) == self.worker_count and workers <= {line["pid"] for line in self.access_lines()}:
+                    return self
+                assert time.monotonic() < deadline, f"not every worker answered: {workers}"
+                list(pool.map(lambda _: requests.get(f"{self.base}/healthz", headers={"Connection": "close"},
+                                                     timeout=10), range(8)))
+
+    def access_lines(self) -> list[dict]:
+        """The access lines written so far (each a JSON object; a line being written is left out)."""
+        return [json.loads(line) for line in (self.logs / "access.log").read_text().split("\n")[:-1]]
+
     def workers(self) -> set[int]:
         """The master's child processes: its workers, once it is ready."""
         return {int(pid) for name in glob.glob(f"/proc/{self.process.pid}/task/*/children")
@@ -194,7 +214,7 @@ class Gunicorn:
 @pytest.fixture(scope="session")
 def server(model_dir, tmp_path_factory):
     """The small model under gunicorn, ready, shared by the tests that only send it requests."""
-    running = Gunicorn(model_dir, tmp_path_factory.mktemp("gunicorn")).wait_ready()
+    running = Gunicorn(model_dir, tmp_path_factory.mktemp("gunicorn")).wait_ready().wait_every_worker()
     yield running
     assert running.stop() == 0
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -195,6 +196,18 @@ def test_a_default_cache_folder_not_private_to_this_user_is_refused(default_cach
         derived.prepare(model, settings.load({"MODEL_DIR": model.path}))
     assert str(default_cache) in str(raised.value) and "SKIPGRAM_CACHE_DIR" in str(raised.value)
     assert os.listdir(default_cache) == []  # nothing was written into it
+
+
+def test_a_set_cache_folder_serves_without_any_temporary_folder(tmp_path, model, monkeypatch):
+    """A read-only root file system has no temporary folder: a set CACHE_DIR is still written and used."""
+    def no_temporary_folder():
+        raise FileNotFoundError(2, "No usable temporary directory found")
+    monkeypatch.setattr(tempfile, "gettempdir", no_temporary_folder)
+    cache = tmp_path / "cache"
+    config = settings.load({"MODEL_DIR": model.path, "CACHE_DIR": cache})
+    derived.prepare(model, config)
+    assert derived.MANIFEST in os.listdir(derived.cache_folder(model, cache))
+    assert_serves_brute_force(Embeddings(model, derived.open_prepared(model, config), config), model)
 
 
 # ------------------------------------------------------------------------------------ atomic writes

@@ -12,8 +12,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 pytestmark = pytest.mark.slow
-OPERATIONS = {"GET /healthz", "GET /readyz", "GET /openapi.json", "GET /vector", "POST /vector", "GET /similar",
-              "POST /similar", "GET /context-probs"}
+OPERATIONS = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /vector", "POST /vector",
+              "GET /similar", "POST /similar", "GET /context-probs"}
 EXAMPLES = 120  # per operation and mode; operations without inputs run out of distinct requests sooner
 MIN_REQUESTS = 1000
 # gunicorn itself refuses longer request lines, in plain text, before the service sees them

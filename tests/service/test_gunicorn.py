@@ -68,11 +68,17 @@ def test_a_model_just_trained_is_served_over_http(tmp_path, start_gunicorn):
 
 
 def test_both_workers_answer_concurrently(http, server):
+    ids = {f"concurrent-{i}": i for i in range(200)}
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda i: http("GET", f"/similar?word=w{i}&k=3")[0].status_code, range(200)))
+        codes = list(pool.map(lambda id_: http("GET", f"/similar?word=w{ids[id_]}&k=3",
+                                                headers={"X-Request-ID": id_})[0].status_code, ids))
     assert codes == [200] * 200
-    time.sleep(0.5)  # let the access log reach the file
-    assert "GET /similar?word=w199&k=3" in (server.logs / "access.log").read_text()
+
+    def logged() -> dict | None:
+        lines = {line["request_id"]: line for line in server.access_lines() if line["request_id"] in ids}
+        return lines if len(lines) == len(ids) else None
+    lines = wait_until(logged, 10, "an access line for every request")
+    assert {line["pid"] for line in lines.values()} == server.workers()  # both answered
 
 
 def wait_until(condition, limit: float, what: str):
@@ -85,8 +91,7 @@ def wait_until(condition, limit: float, what: str):
 
 
 def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(model_dir, start_gunicorn):
-    # The access log names the worker that answered each request: "<pid> status".
-    running = start_gunicorn(model_dir, GUNICORN_CMD_ARGS="--access-logformat '%(p)s %(s)s'").wait_ready()
+    running = start_gunicorn(model_dir).wait_ready()
     # ready means one worker answers; the master may still be forking the other
     def both() -> set[int] | None:
         pids = running.workers()
@@ -123,8 +128,8 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(model_dir, 
             assert time.monotonic() - killed <= 5
             after = wait_until(replaced, 60, f"worker {victim} replaced")
             new = (after - before).pop()
-            wait_until(lambda: f"<{new}> 200" in (running.logs / "access.log").read_text(), 60,
-                       f"the new worker {new} answering")  # once it has loaded the model
+            wait_until(lambda: any(line["pid"] == new and line["status"] == 200 for line in running.access_lines()),
+                       60, f"the new worker {new} answering")  # once it has loaded the model
         finally:
             stop.set()
         for f in loads:
@@ -206,7 +211,7 @@ def test_every_worker_serves_the_contents_the_server_started_with_until_hup(mode
     from trainer import artifact
 
     folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
-    running = start_gunicorn(folder, GUNICORN_CMD_ARGS="--access-logformat '%(p)s %(s)s'").wait_ready()
+    running = start_gunicorn(folder).wait_ready()
 
     def digests(seconds: float, threads: int = 4) -> list[str | None]:
         """/readyz's digest from every answer over `seconds`, a new connection each (None: no answer)."""
@@ -228,8 +233,7 @@ def test_every_worker_serves_the_contents_the_server_started_with_until_hup(mode
     old = old.pop()
     workers = running.workers()
     assert len(workers) == 2
-    answered = {line.split()[0] for line in (running.logs / "access.log").read_text().splitlines()}
-    assert answered >= {f"<{pid}>" for pid in workers}  # both workers answered those requests
+    assert {line["pid"] for line in running.access_lines()} >= workers  # both workers answered those requests
 
     words, w_in, w_out = make_vectors(7, VOCAB, DIM)
     artifact.save(folder, words, np.arange(VOCAB, 0, -1), w_in, w_out, {"objective": "negative-sampling"})
