@@ -12,8 +12,10 @@ def create_app(config: dict | None = None) -> Flask:
     cache when prepared, else prepared here); add request ids, JSON access lines, /metrics
     (service.observability) and the optional API key (service.auth).
 
-    Raises trainer.artifact.ModelError, naming the file and the problem, for an unusable model folder (and
-    derived.ModelChanged when it no longer holds the contents SERVING_DIGEST names), and
+    Under gunicorn the model is read from the files the master holds open (the SERVING setting), so every
+    worker serves the contents the master prepared, whatever the folder holds now.
+
+    Raises trainer.artifact.ModelError, naming the file and the problem, for an unusable model folder, and
     service.settings.SettingsError for an unusable setting: under gunicorn the worker then fails to boot.
     """
     # Imported here, not at the top: the gunicorn master reads service.settings and must not load FAISS.
@@ -22,13 +24,15 @@ def create_app(config: dict | None = None) -> Flask:
 
     app = Flask(__name__)
     settings.configure(app.config, config)
-    model = artifact.load(app.config["MODEL_DIR"], check_values=False)  # values: checked where prepared
-    derived.check_serving(model, app.config["SERVING_DIGEST"])
+    serving = app.config["SERVING"]
+    model = artifact.load(app.config["MODEL_DIR"], check_values=False,  # values: checked where prepared
+                          held=serving["held"] if serving else None)
     prepared = derived.open_prepared(model, app.config)
     embeddings = app.extensions["embeddings"] = Embeddings(model, prepared, app.config)
     app.extensions["openapi"] = api.openapi_document(app.config, model.dim)
     app.register_blueprint(api.bp)
     # Request ids, access lines and metrics first: the requests the key check refuses are counted too.
-    observability.install(app, embeddings.describe(), prepared.prepare_seconds)
+    observability.install(app, embeddings.describe(), prepared.prepare_seconds,
+                          reload_failed=app.config["RELOAD_ERROR"] is not None)
     auth.install(app)
     return app

@@ -27,7 +27,8 @@ def healthz():
 def readyz():
     limits = {name.lower(): current_app.config[name]
               for name in ("MAX_K", "MAX_BATCH_WORDS", "MAX_WORD_LENGTH", "MAX_CONTENT_LENGTH")}
-    return _json({"status": "ready", **_embeddings().describe(), "limits": limits})
+    return _json({"status": "ready", **_embeddings().describe(), "limits": limits,
+                  "reload_error": current_app.config["RELOAD_ERROR"]})
 
 
 @bp.get("/openapi.json")

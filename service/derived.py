@@ -44,17 +44,6 @@ MODELS_FILE = "models.txt"
 UNIT_FILE = "unit.faiss"
 
 
-class ModelChanged(ModelError):
-    """The model folder holds other contents than the ones the server started with."""
-
-
-def check_serving(model: artifact.Model, digest: str | None) -> None:
-    """Raise ModelChanged unless `model` holds the contents `digest` names (None: any contents)."""
-    if digest is not None and model.digest != digest:
-        raise ModelChanged(f"{model.path}: holds contents {model.digest}, but this server serves {digest}; "
-                           "the folder changed since the server started: send HUP to serve the new contents")
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a model's derived data consists of under given settings (a pure function of both)."""

@@ -33,39 +33,81 @@ errorlog = "-"
 preload_app = False
 # No runtime management socket: nothing here uses it, and instances on one host would share its path.
 control_socket_disable = True
-_DIGEST = "SKIPGRAM_SERVING_DIGEST"  # the contents every worker must serve, set below for the workers
+_SERVING = "SKIPGRAM_SERVING"  # the contents every worker serves and the files held for them (below)
+_RELOAD_ERROR = "SKIPGRAM_RELOAD_ERROR"  # why the last HUP kept the previous contents (absent: it did not)
 _METRICS = "PROMETHEUS_MULTIPROC_DIR"  # the workers' metrics files (prometheus-client's multiprocess mode)
 _METRICS_PREFIX = "skipgram-metrics-"
 
 
+class _Unservable(Exception):
+    """The model folder's contents cannot be served (the message says why)."""
+
+
 def on_starting(server):
     """Prepare the model's derived data once, with every core, in a child process rather than the master
-    (see above), so that workers only map it; stop if the model is unusable. The digest of the contents
-    prepared is handed to the workers (through the environment they inherit): a worker started later,
-    after the folder changed, refuses to serve other contents than its siblings."""
-    os.environ.pop(_DIGEST, None)
-    env = dict(os.environ, OMP_NUM_THREADS=str(_CORES))
+    (see above), so that workers only map it; stop if the model is unusable."""
+    try:
+        _serve_folder(server)
+    except _Unservable as exc:
+        server.log.error("cannot serve: %s", exc)
+        sys.exit(1)
+
+
+def on_reload(server):
+    """HUP: serve what the model folder holds now (gunicorn then starts new workers and stops the old
+    ones). A folder that cannot be served leaves the previous contents served, by the new workers too,
+    with the reason in /readyz and /metrics; the master never stops for it."""
+    try:
+        _serve_folder(server)
+        os.environ.pop(_RELOAD_ERROR, None)
+    except _Unservable as exc:
+        serving = json.loads(os.environ[_SERVING])["digest"]
+        server.log.error("HUP: the model folder cannot be served (%s); still serving contents %s", exc, serving)
+        os.environ[_RELOAD_ERROR] = json.dumps(
+            {"error": str(exc), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _serve_folder(server) -> None:
+    """Prepare the folder's contents (service.precompute), then hold its files open and name them, with
+    their digest, in the environment the workers inherit: every worker loads those files, so all serve
+    the same contents even after the folder is replaced, until the next HUP. Raises _Unservable."""
+    env = {name: value for name, value in os.environ.items() if name not in (_SERVING, _RELOAD_ERROR)}
+    env["OMP_NUM_THREADS"] = str(_CORES)
     command = [sys.executable, "-m", "service.precompute", "--threads", str(_CORES)]
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        server.log.error("cannot serve: preparing the model failed (message above)")
-        sys.exit(result.returncode)
-    digest = result.stdout.split()[-1]
-    os.environ[_DIGEST] = json.dumps(digest)
-    _preload(server, digest)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        problem = ""
+        for line in run.stderr:  # passed on as it comes (it reports progress), the last line kept
+            sys.stderr.write(line)
+            problem = line.strip().removeprefix("error: ") or problem
+        digest = run.stdout.read().split()
+    if run.returncode != 0 or not digest:
+        died = f"killed by signal {-run.returncode} (out of memory?)" if run.returncode < 0 else problem
+        raise _Unservable(f"preparing the model failed: {died or 'no reason given'}")
+    try:
+        config = service_settings.load({"SERVING": None, "RELOAD_ERROR": None})
+        held = artifact.hold(config["MODEL_DIR"])
+    except (artifact.ModelError, service_settings.SettingsError) as exc:
+        raise _Unservable(str(exc)) from None
+    model = artifact.load(config["MODEL_DIR"], held=held, check_values=False)
+    if model.digest != digest[-1]:
+        artifact.release(held)
+        raise _Unservable(f"{model.path}: the folder changed while it was being prepared: send HUP again")
+    previous = json.loads(os.environ.get(_SERVING, "null"))
+    os.environ[_SERVING] = json.dumps({"digest": model.digest, "held": held})
+    if previous is not None:
+        artifact.release(previous["held"])  # the workers that served them hold their own copies
+    server.log.info("serving %s (contents %s)", model.path, model.digest)
+    _preload(server, model, config)
 
 
-def _preload(server, digest: str) -> None:
+def _preload(server, model: artifact.Model, config) -> None:
     """What workers share by inheriting it rather than mapping it: the service's modules (their import
     state is ~15 MB a worker otherwise) and the IVF lists. No OpenMP code runs here (see above)."""
     from service import api, derived  # noqa: F401 (imported for the workers)
 
     try:
-        config = service_settings.load()
-        model = artifact.load(config["MODEL_DIR"], check_values=False)
-        if model.digest == digest:
-            derived.preload(model, config)
-    except (artifact.ModelError, service_settings.SettingsError) as exc:
+        derived.preload(model, config)
+    except artifact.ModelError as exc:
         server.log.warning("nothing preloaded: %s", exc)
 
 
@@ -92,21 +134,3 @@ def on_exit(server):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def on_reload(server):
-    on_starting(server)  # a HUP may follow a new model saved at MODEL_DIR
-
-
-def post_fork(server, worker):
-    """A worker forked after the model folder changed (one replacing a worker that died) exits before it
-    loads anything, and is started again a second later: never two contents served at once. HUP moves
-    every worker to the folder's new contents."""
-    pinned = json.loads(os.environ.get(_DIGEST, "null"))
-    try:
-        found = artifact.read_digest(service_settings.load()["MODEL_DIR"])
-    except (artifact.ModelError, service_settings.SettingsError):
-        return  # the worker's own start reports it
-    if pinned is not None and found != pinned:
-        server.log.error("worker %s not started: the model folder now holds contents %s, this server serves "
-                         "%s; send HUP to serve the new contents", worker.pid, found, pinned)
-        time.sleep(1)
-        sys.exit(1)

@@ -33,13 +33,14 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 _to_json = json.JSONEncoder(separators=(",", ":")).encode  # made once: json.dumps(separators=) makes one a call
 
 
-def install(app: Flask, served: dict, prepare_seconds: float | None) -> None:
+def install(app: Flask, served: dict, prepare_seconds: float | None, reload_failed: bool = False) -> None:
     """Give every request of `app` an id, a JSON access line and its place in the metrics; add GET
     /metrics. Install before any other request hook, so that the requests those refuse are counted too.
 
-    served: Embeddings.describe() of the model served; prepare_seconds: Derived.prepare_seconds."""
+    served: Embeddings.describe() of the model served; prepare_seconds: Derived.prepare_seconds;
+    reload_failed: whether the last HUP kept this model because the folder's new one cannot be served."""
     _log_as_json(app)
-    metrics = app.extensions["metrics"] = Metrics(served, prepare_seconds)
+    metrics = app.extensions["metrics"] = Metrics(served, prepare_seconds, reload_failed)
     app.add_url_rule("/metrics", "metrics", lambda: _exposition(metrics.exposed), methods=["GET"])
     metrics.start_series(app.url_map.iter_rules())
     digest = served["digest"]
@@ -80,7 +81,7 @@ def install(app: Flask, served: dict, prepare_seconds: float | None) -> None:
 class Metrics:
     """The service's metric families and, made once per label set, the children that requests update."""
 
-    def __init__(self, served: dict, prepare_seconds: float | None):
+    def __init__(self, served: dict, prepare_seconds: float | None, reload_failed: bool = False):
         registry = CollectorRegistry()  # the app's own: apps made side by side (tests) count apart
         self.requests = Counter("skipgram_requests", "Requests answered, by route, method and status.",
                                 ("endpoint", "method", "status"), registry=registry)
@@ -99,6 +100,9 @@ class Metrics:
                          multiprocess_mode="livemax", registry=registry)
         if prepare_seconds is not None:
             prepared.set(prepare_seconds)
+        Gauge("skipgram_model_reload_failed", "1 when the last HUP found a model folder that cannot be served "
+              "and kept serving the previous contents (the reason is in /readyz), else 0.",
+              multiprocess_mode="livemax", registry=registry).set(int(reload_failed))
         self._counts: dict[tuple[str, str, int], Counter] = {}  # (route, method, status) -> counter child
         self._durations: dict[str, Histogram] = {}  # route -> histogram child
         directory = os.environ.get(MULTIPROC_DIR)

@@ -48,7 +48,11 @@ DEFAULTS = {
     "CACHE_DIR": None,  # where derived data is kept; default: default_cache_dir()
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more
     "PROVIDE_AUTOMATIC_OPTIONS": False,  # OPTIONS would answer an empty non-JSON 200; let it be a JSON 405
-    "SERVING_DIGEST": None,  # set by gunicorn.conf.py: the model contents every worker must serve
+    # Set by gunicorn.conf.py for its workers: the model contents every worker serves, {"digest": D,
+    # "held": {file name: descriptor}} (the master holds the files open: see trainer.artifact.hold), and
+    # why the last HUP kept those contents, {"error": message, "at": time} (None: it did not).
+    "SERVING": None,
+    "RELOAD_ERROR": None,
     # When set, every endpoint but /healthz, /readyz and /metrics wants "Authorization: Bearer KEY"
     # (service.auth); printable ASCII without spaces. Never logged, never in an error message.
     "API_KEY": None,
@@ -93,8 +97,16 @@ def check(config) -> None:
     if isinstance(config["TABLES_MAX_COST"], float) and config["TABLES_MAX_COST"].is_integer():
         config["TABLES_MAX_COST"] = int(config["TABLES_MAX_COST"])  # 2e12 reads as a float
     _check_int(config, "TABLES_MAX_COST", minimum=0)
-    if config["SERVING_DIGEST"] is not None and not isinstance(config["SERVING_DIGEST"], str):
-        raise SettingsError(f"SERVING_DIGEST (environment {PREFIX}_SERVING_DIGEST) must be a JSON string")
+    serving = config["SERVING"]
+    if serving is not None and not (isinstance(serving, dict) and isinstance(serving.get("digest"), str)
+                                    and isinstance(serving.get("held"), dict)
+                                    and all(type(fd) is int for fd in serving["held"].values())):
+        raise SettingsError(f"SERVING (environment {PREFIX}_SERVING) must be JSON "
+                            '{"digest": "...", "held": {"file": descriptor, ...}}')
+    reload_error = config["RELOAD_ERROR"]
+    if reload_error is not None and not (isinstance(reload_error, dict) and isinstance(reload_error.get("error"), str)):
+        raise SettingsError(f"RELOAD_ERROR (environment {PREFIX}_RELOAD_ERROR) must be JSON "
+                            '{"error": "...", "at": "..."}')
     _check_api_key(config)
 
 

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,10 +55,12 @@ class Model:
     input_vectors: np.ndarray  # float32 (V, N)
     output_vectors: np.ndarray | None  # float32 (V, N), or None for imported vectors
     meta: dict = field(repr=False)
+    held: Mapping[str, int] | None = field(default=None, repr=False)  # read from these (hold()), not from path
 
     @cached_property
     def _vocab(self) -> tuple[tuple[str, ...], np.ndarray]:
-        return _read_vocab(self.path / VOCAB_FILE, self.vocab_size)
+        with _named(self.path, self.held):
+            return _read_vocab(_source(self.path, self.held, VOCAB_FILE), self.vocab_size)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -433,25 +436,33 @@ def _rename_exchange(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------------------------------------- loading
 
 def load(path: str | os.PathLike, *, mmap: bool = True, verify_checksums: bool = False,
-         check_values: bool = True) -> Model:
+         check_values: bool = True, held: Mapping[str, int] | None = None) -> Model:
     """Read and check a model folder; raise ModelError naming the file and the problem.
 
     Checks: every file present with the size meta.json records, known format version, arrays float32 of
     shape (V, dim); with check_values also the vocabulary (well-formed, of the recorded size) and every
     value finite, which reads every page of the arrays: a server checks that once where it prepares the
-    model, not in every worker. With verify_checksums also the SHA-256 of every file.
+    model, not in every worker. With verify_checksums also the SHA-256 of every file. With `held` (from
+    hold()) the files are read from those descriptors, whatever `path` holds now; `path` still names it.
     """
     path = Path(path)
-    if not path.is_dir():
+    if held is None and not path.is_dir():
         raise ModelError(f"{path}: model folder not found")
-    meta = _read_meta(path)
+    with _named(path, held):
+        return _load(path, mmap, verify_checksums, check_values, held)
+
+
+def _load(path: Path, mmap: bool, verify_checksums: bool, check_values: bool, held) -> Model:
+    meta = _read_meta(path, held)
     files = meta["files"]
+    if held is not None and set(held) != {META_FILE, *files}:
+        raise ModelError(f"{path}: the files held are not those its {META_FILE} lists")
     for name, record in files.items():
-        _check_file(path / name, record, verify_checksums)
+        _check_file(_source(path, held, name), record, verify_checksums)
     shape = (meta["vocab_size"], meta["dim"])
-    input_vectors = _read_array(path / INPUT_FILE, shape, mmap)
-    output_vectors = _read_array(path / OUTPUT_FILE, shape, mmap) if OUTPUT_FILE in files else None
-    model = Model(path, input_vectors, output_vectors, meta)
+    input_vectors = _read_array(_source(path, held, INPUT_FILE), shape, mmap)
+    output_vectors = _read_array(_source(path, held, OUTPUT_FILE), shape, mmap) if OUTPUT_FILE in files else None
+    model = Model(path, input_vectors, output_vectors, meta, held)
     if check_values:
         check_values_of(model)
     return model
@@ -473,8 +484,61 @@ def verify(path: str | os.PathLike, *, checksums: bool = True) -> Model:
     return load(path, verify_checksums=checksums)
 
 
-def _read_meta(path: Path) -> dict:
-    meta_path = path / META_FILE
+def hold(path: str | os.PathLike) -> dict[str, int]:
+    """Open the model folder's files read-only, all through one descriptor of the folder (so that a folder
+    save() swaps in meanwhile is seen whole or not at all), and check they make one model: {name: file
+    descriptor}. Whoever holds them, and every process forked from it, can load these contents
+    (load(path, held=...)) after the folder was replaced or deleted. Raises ModelError; release() closes."""
+    path, held = Path(path), {}
+    try:
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            held[META_FILE] = os.open(META_FILE, os.O_RDONLY, dir_fd=folder)
+            for name in _read_meta(path, held)["files"]:
+                held[name] = os.open(name, os.O_RDONLY, dir_fd=folder)
+        finally:
+            os.close(folder)
+        load(path, held=held, check_values=False)
+    except OSError as exc:
+        release(held)
+        raise ModelError(f"{path}: cannot open the model folder's files ({exc.strerror})") from None
+    except BaseException:
+        release(held)
+        raise
+    return held
+
+
+def release(held: Mapping[str, int]) -> None:
+    """Close the descriptors hold() opened."""
+    for fd in held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+_FD_FOLDER = Path("/proc/self/fd") if os.path.isdir("/proc/self/fd") else Path("/dev/fd")
+
+
+def _source(path: Path, held: Mapping[str, int] | None, name: str) -> Path:
+    """Where a file of the model is read: the folder, or the descriptor held for it."""
+    return path / name if held is None else _FD_FOLDER / str(held[name])
+
+
+@contextlib.contextmanager
+def _named(path: Path, held: Mapping[str, int] | None):
+    """Messages about held files name them as the folder's files, not as /proc/self/fd/N."""
+    try:
+        yield
+    except ModelError as exc:
+        message = str(exc)
+        for name, fd in (held or {}).items():
+            message = message.replace(f"{_FD_FOLDER / str(fd)}:", f"{path / name}:")
+        if held is None or message == str(exc):
+            raise
+        raise ModelError(message) from None
+
+
+def _read_meta(path: Path, held: Mapping[str, int] | None = None) -> dict:
+    meta_path = _source(path, held, META_FILE)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -96,8 +96,18 @@ def test_context_probs_over_the_whole_vocabulary_sum_to_one(either_client, model
 
 
 def test_log_sum_exp_is_stable_for_large_scores():
-    scores = np.array([[1000.0, 999.0, -1000.0]], dtype=np.float32)
-    assert arrays.log_sum_exp(scores)[0] == pytest.approx(1000 + np.log1p(np.exp(-1.0)), abs=1e-9)
+    scores = np.array([[1000.0, 999.0, -1000.0], [-1000.0, -1001.0, -3000.0]], dtype=np.float32)
+    expected = [1000 + np.log1p(np.exp(-1.0)), -1000 + np.log1p(np.exp(-1.0))]
+    np.testing.assert_allclose(arrays.log_sum_exp(scores), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.1, 5.0, 20.0, 100.0])
+def test_log_sum_exp_matches_float64_within_float32_precision(scale):
+    """Rows of 100,000 float32 scores, small to large: the float32 computation stays within 1e-6 of the
+    float64 one, with or without the shift (scale 100 needs it)."""
+    scores = (np.random.default_rng(3).standard_normal((4, 100_000)) * scale).astype(np.float32)
+    reference = np.array([np.logaddexp.reduce(row) for row in scores.astype(np.float64)])
+    np.testing.assert_allclose(arrays.log_sum_exp(scores), reference, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("size, width, k", [(5, 10, 3), (7, 1000, 10), (3, 20_000, 100), (4, 3203, 7),
@@ -167,7 +177,7 @@ def test_an_unwritable_cache_still_serves(tmp_path, model):
 
 @pytest.mark.parametrize("config", [{"MAX_K": 0}, {"MAX_K": "ten"}, {"MAX_K": True}, {"INDEX": "annoy"},
                                     {"MODEL_DIR": ""}, {"TABLES_MAX_COST": -1}, {"HNSW_M": 1.5},
-                                    {"IVF_NPROBE": 0}, {"IVF_NLIST": "many"}, {"SERVING_DIGEST": 12}])
+                                    {"IVF_NPROBE": 0}, {"IVF_NLIST": "many"}, {"SERVING": {"digest": 12}}, {"RELOAD_ERROR": "bad"}])
 def test_unusable_settings_are_refused(make_app, config):
     with pytest.raises(SettingsError):
         make_app(**config)

@@ -206,46 +206,134 @@ def test_relative_model_and_cache_folders_are_those_of_the_folder_gunicorn_start
     assert "preparing it in this process" not in (tmp_path / "error.log").read_text()  # the workers mapped it
 
 
-def test_every_worker_serves_the_contents_the_server_started_with_until_hup(model_dir, tmp_path, start_gunicorn):
+def ask(url: str):
+    """One request on a new connection: /readyz's digest (or "ok") for a 200, else the status code, or the
+    exception's name when no answer came."""
+    try:
+        response = requests.get(url, headers={"Connection": "close"}, timeout=10)
+    except requests.RequestException as exc:
+        return type(exc).__name__
+    return response.json().get("digest", "ok") if response.status_code == 200 else response.status_code
+
+
+def answers(base: str, seconds: float, threads: int = 4) -> list:
+    """Every answer to /readyz (see ask()) over `seconds` from `threads` clients."""
+    deadline, found = time.monotonic() + seconds, []
+
+    def run() -> None:
+        while time.monotonic() < deadline:
+            found.append(ask(base + "/readyz"))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: run(), range(threads)))
+    return found
+
+
+class Load:
+    """Clients sending /similar and /readyz without pause in the background (bounded: 4 threads, loopback),
+    keeping every answer (see ask())."""
+
+    def __init__(self, base: str):
+        self.base, self.found, self._stop = base, [], threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(path,), daemon=True)
+                         for path in ("/readyz", "/readyz", "/similar?word=king&k=3", "/vector?word=queen")]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, path: str) -> None:
+        while not self._stop.is_set():
+            self.found.append(ask(self.base + path))
+
+    def stop(self) -> list:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        return self.found
+
+
+def replace_model(folder: Path, seed: int) -> str:
+    """Save another model of the test's shape at `folder`, atomically, as the trainer does; its digest."""
     from tests.service.conftest import DIM, VOCAB, make_vectors
     from trainer import artifact
 
-    folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
-    running = start_gunicorn(folder).wait_ready()
-
-    def digests(seconds: float, threads: int = 4) -> list[str | None]:
-        """/readyz's digest from every answer over `seconds`, a new connection each (None: no answer)."""
-        deadline, found = time.monotonic() + seconds, []
-
-        def ask() -> None:
-            while time.monotonic() < deadline:
-                try:
-                    response = requests.get(f"{running.base}/readyz", headers={"Connection": "close"}, timeout=5)
-                    found.append(response.json()["digest"] if response.status_code == 200 else response.status_code)
-                except requests.ConnectionError:
-                    found.append(None)
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda _: ask(), range(threads)))
-        return found
-
-    old = set(digests(1))
-    assert old == {artifact.read_digest(folder)}
-    old = old.pop()
-    workers = running.workers()
-    assert len(workers) == 2
-    assert {line["pid"] for line in running.access_lines()} >= workers  # both workers answered those requests
-
-    words, w_in, w_out = make_vectors(7, VOCAB, DIM)
+    words, w_in, w_out = make_vectors(seed, VOCAB, DIM)
     artifact.save(folder, words, np.arange(VOCAB, 0, -1), w_in, w_out, {"objective": "negative-sampling"})
-    new = artifact.read_digest(folder)
+    return artifact.read_digest(folder)
+
+
+def test_a_worker_started_after_the_folder_changed_serves_what_its_siblings_serve(model_dir, tmp_path,
+                                                                                  start_gunicorn):
+    """The master holds the files of the contents it prepared: a worker that replaces one killed after the
+    model folder was replaced loads those, not the folder's new contents, until HUP."""
+    from trainer import artifact
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
+    running = start_gunicorn(folder).wait_ready().wait_every_worker()
+    old = artifact.read_digest(folder)
+    assert set(answers(running.base, 1)) == {old}
+    new = replace_model(folder, 7)
     assert new != old
-    os.kill(min(workers), signal.SIGKILL)
-    during = digests(4)
-    assert len(during) >= 20 and set(during) <= {old, None} and during.count(None) <= 1, set(during)
-    refused = f"not started: the model folder now holds contents {new}, this server serves {old}"
-    wait_until(lambda: refused in (running.logs / "error.log").read_text(), 10, "a replacement refused")
+    first = running.workers()
+    os.kill(min(first), signal.SIGKILL)
+    wait_until(lambda: len(running.workers()) == 2 and running.workers() != first, 10, "a replacement worker")
+    replacement = (running.workers() - first).pop()
+    during = answers(running.base, 3)
+    assert len(during) >= 20 and set(during) == {old}, set(during)
+    assert replacement in {line["pid"] for line in running.access_lines()}  # it answered, with the old digest
 
     os.kill(running.process.pid, signal.SIGHUP)  # precompute runs again; new workers replace the old
-    wait_until(lambda: set(digests(1)) == {new}, 60, f"every answer from contents {new}")
-    assert set(digests(1)) == {new}
+    wait_until(lambda: set(answers(running.base, 1)) == {new}, 60, f"every answer from contents {new}")
     assert len(running.workers()) == 2
+
+
+def test_hup_under_load_moves_to_a_new_model_without_a_failed_request(model_dir, tmp_path, start_gunicorn):
+    from trainer import artifact
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
+    running = start_gunicorn(folder).wait_ready().wait_every_worker()
+    old = artifact.read_digest(folder)
+    load = Load(running.base)
+    time.sleep(1)
+    new = replace_model(folder, 8)
+    os.kill(running.process.pid, signal.SIGHUP)
+    wait_until(lambda: load.found[-8:] and set(load.found[-8:]) == {new, "ok"}, 60, "answers from the new model")
+    time.sleep(1)
+    found = load.stop()
+    failed = [f for f in found if f not in (old, new, "ok")]
+    assert not failed and len(found) >= 100, (len(found), failed[:5])
+    readyz = requests.get(running.base + "/readyz", timeout=5).json()
+    assert readyz["digest"] == new and readyz["reload_error"] is None
+    assert running.process.poll() is None and len(running.workers()) == 2
+
+
+def test_hup_to_a_model_that_cannot_be_served_keeps_the_old_one_serving(model_dir, tmp_path, start_gunicorn):
+    """A broken new model: the master stays up, every request still succeeds from the old contents, and
+    /readyz and /metrics say why; a HUP after the folder is mended moves to the mended contents."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from trainer import artifact
+
+    folder = Path(shutil.copytree(model_dir, tmp_path / "served"))
+    running = start_gunicorn(folder).wait_ready().wait_every_worker()
+    old = artifact.read_digest(folder)
+    new = replace_model(folder, 9)
+    with open(folder / artifact.INPUT_FILE, "r+b") as f:  # cut short, as by a copy that did not finish
+        f.truncate(200)
+    load = Load(running.base)
+    time.sleep(0.5)
+    os.kill(running.process.pid, signal.SIGHUP)
+    reported = wait_until(lambda: requests.get(running.base + "/readyz", timeout=5).json()["reload_error"], 60,
+                          "the failed reload reported by a new worker")
+    time.sleep(1)
+    found = load.stop()
+    assert set(found) <= {old, "ok"} and len(found) >= 100, set(found)
+    assert "input_vectors.npy" in reported["error"] and "meta.json records" in reported["error"], reported
+    assert running.process.poll() is None and len(running.workers()) == 2
+    assert "HUP: the model folder cannot be served" in (running.logs / "error.log").read_text()
+    metrics = {s.name: s.value for family in text_string_to_metric_families(
+        requests.get(running.base + "/metrics", timeout=5).text) for s in family.samples}
+    assert metrics["skipgram_model_reload_failed"] == 1
+
+    replace_model(folder, 9)  # the same contents, whole this time
+    os.kill(running.process.pid, signal.SIGHUP)
+    wait_until(lambda: set(answers(running.base, 1)) == {new}, 60, f"every answer from contents {new}")
+    assert requests.get(running.base + "/readyz", timeout=5).json()["reload_error"] is None

@@ -1,5 +1,6 @@
 """The model folder format: round trips, atomic replacement, corruption detection."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -106,3 +107,32 @@ def test_checksums_catch_a_flipped_bit_that_sizes_miss(model_dir, capsys):
     assert main(["verify", str(model_dir)]) == 1
     assert "checksum mismatch" in capsys.readouterr().err
     assert main(["verify", str(model_dir), "--no-checksums"]) == 0
+
+
+def test_held_files_keep_serving_the_contents_after_the_folder_is_replaced_and_deleted(model_dir):
+    before = artifact.verify(model_dir)
+    held = artifact.hold(model_dir)
+    try:
+        artifact.save(model_dir, ["x", "y"], [2, 1], np.ones((2, 3)), None, {})
+        replaced = artifact.load(model_dir, held=held)
+        assert replaced.digest == before.digest != artifact.read_digest(model_dir)
+        assert replaced.path == model_dir and replaced.words == before.words
+        np.testing.assert_array_equal(replaced.output_vectors, before.output_vectors)
+        for name in [p.name for p in model_dir.iterdir()]:
+            (model_dir / name).unlink()
+        model_dir.rmdir()
+        gone = artifact.load(model_dir, held=held)
+        np.testing.assert_array_equal(gone.input_vectors, before.input_vectors)
+        assert gone.counts.tolist() == before.counts.tolist()
+    finally:
+        artifact.release(held)
+
+
+def test_holding_a_damaged_or_missing_folder_is_refused_and_opens_nothing(model_dir):
+    (model_dir / artifact.VOCAB_FILE).write_text("sat\t1\n")  # not the size meta.json records
+    opened = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(artifact.ModelError, match="vocab.tsv: .* bytes, meta.json records"):
+        artifact.hold(model_dir)
+    with pytest.raises(artifact.ModelError, match="cannot open the model folder's files"):
+        artifact.hold(model_dir.parent / "absent")
+    assert set(os.listdir("/proc/self/fd")) == opened
