@@ -23,14 +23,21 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.asarray(vectors / np.where(norms > 0, norms, 1)[:, None], dtype=np.float32)
 
 
+EXP_SAFE = 60.0  # rows whose maximum lies within +-this need no shift: exp and the sum stay within float32
+
+
 def log_sum_exp(scores: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """float32 (B, V) -> float64 (B,): log sum_j exp(scores[i, j]), shifted by the row maximum, in float64.
-    `out`, a float64 array of at least B * V elements, spares a large allocation per call."""
-    top = scores.max(axis=1).astype(np.float64)
-    shifted = np.empty(scores.shape, np.float64) if out is None else out.ravel()[:scores.size].reshape(scores.shape)
-    np.subtract(scores, top[:, None], out=shifted, dtype=np.float64)
-    np.exp(shifted, out=shifted)
-    return top + np.log(shifted.sum(axis=1))
+    """float32 (B, V) -> float64 (B,): log sum_j exp(scores[i, j]), in float32 as the scores are (about 1e-7
+    relative error), shifted by the row maximum only when a maximum lies beyond +-EXP_SAFE (where exp or
+    its sum would leave float32's range). `out`, float32 of at least B * V elements, spares an allocation."""
+    top = scores.max(axis=1)
+    terms = np.empty(scores.shape, np.float32) if out is None else out.ravel()[:scores.size].reshape(scores.shape)
+    if np.all(np.abs(top) <= EXP_SAFE):
+        np.exp(scores, out=terms)
+        return np.log(terms.sum(axis=1).astype(np.float64))
+    np.subtract(scores, top[:, None], out=terms)
+    np.exp(terms, out=terms)
+    return top.astype(np.float64) + np.log(terms.sum(axis=1).astype(np.float64))
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,12 +98,12 @@ def build_tables(a: np.ndarray, b: np.ndarray, k: int, *, exclude_self: bool = F
     def run(start: int) -> None:
         if not hasattr(scratch, "products"):
             scratch.products = np.empty((block, b_t.shape[1]), np.float32)
-            scratch.wide = np.empty(block * b_t.shape[1], np.float64) if with_lse else None
+            scratch.terms = np.empty(block * b_t.shape[1], np.float32) if with_lse else None
         stop = min(start + block, len(a))
         products = scratch.products[:stop - start]
         np.matmul(np.asarray(a[start:stop]), b_t, out=products)  # float32 (B, V2)
         if with_lse:
-            lse[start:stop] = log_sum_exp(products, scratch.wide)
+            lse[start:stop] = log_sum_exp(products, scratch.terms)
         if exclude_self:
             products[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         ids[start:stop], scores[start:stop] = top_k(products, k)
