@@ -6,7 +6,11 @@
 #   3. smoke test, model given at run time: scripts/smoke.Dockerfile starts from that image; a RUN step
 #      writes a tiny model, starts the image's command on it (MODEL_DIR), queries /healthz, /readyz and
 #      /similar, runs the image's HEALTHCHECK, stops the server; the tiny model is kept in models/
-#   4. smoke test, model baked in: the image built again with --build-arg MODEL=models/<that model>,
+#   4. Prometheus: scripts/smoke.Dockerfile's stage prometheus installs Debian's prometheus package (pinned,
+#      that stage only) and runs scripts/prometheus_smoke.py: the image's command on a tiny model with 2
+#      workers, prometheus scraping its /metrics every second, known traffic; Prometheus's HTTP API must
+#      then give sum by (endpoint, status) (skipgram_requests_total) equal to the requests sent
+#   5. smoke test, model baked in: the image built again with --build-arg MODEL=models/<that model>,
 #      checked the same way, then removed
 # Prints PASS/FAIL lines; exits non-zero at the first failed step.
 #   IMAGE=skipgram:dev bash scripts/docker-test.sh
@@ -84,6 +88,7 @@ if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.I
 fi
 step "image configuration" inspect_image
 step "smoke test, model given at run time" smoke "$IMAGE" --output "type=local,dest=$BAKED_MODEL"
+step "Prometheus scrapes the service" smoke "$IMAGE" --target prometheus
 step "build with the model baked in (--build-arg MODEL=$BAKED_MODEL)" \
   "${BUILD[@]}" --build-arg MODEL="$BAKED_MODEL" -t "$BAKED_IMAGE" .
 step "smoke test, model baked in" smoke "$BAKED_IMAGE" --build-arg BAKED=1 --target smoke
