@@ -13,7 +13,7 @@ CORPUS := $(CACHE)/enwiki-sample.txt
 MODEL := models/default
 TRAIN_FLAGS ?= --epochs 5
 
-.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale bench-import clean
+.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale bench-import bench-replicas clean
 
 ## make serve: environment, default corpus, default model (trained once), then gunicorn on $(PORT)
 serve: $(VENV)/.train $(MODEL)/meta.json
@@ -93,6 +93,19 @@ bench-serve: $(VENV)/.bench
 bench-scale: $(VENV)/.bench
 	$(WRK)
 	$(PY) bench/serve_scale.py --workdir $(CACHE)/scale
+
+# The load balancer of bench-replicas, from Debian (bookworm-security) likewise. Debian's package starts its
+# service where the init system allows it, with a default configuration that listens on no port.
+HAPROXY_VERSION := 2.6.12-1+deb12u4
+HAPROXY := command -v haproxy >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y --no-install-recommends haproxy=$(HAPROXY_VERSION); }
+
+# Two instances behind haproxy (health checks on /readyz), wrk through it: steady, one instance SIGKILLed and
+# restarted, a new model saved and prepared, then the switch to it by HUP on both; failures, p50/p99 per phase.
+bench-replicas: $(VENV)/.bench
+	$(WRK)
+	$(HAPROXY)
+	$(PY) bench/replicas.py
 
 # A 1,000,000 x 300 file in binary and text (about 4 GB in a temporary folder), imported beside gensim.
 bench-import: $(VENV)/.bench
