@@ -23,21 +23,33 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.asarray(vectors / np.where(norms > 0, norms, 1)[:, None], dtype=np.float32)
 
 
-EXP_SAFE = 60.0  # rows whose maximum lies within +-this need no shift: exp and the sum stay within float32
+LSE_CHUNK = 1 << 18  # scores exponentiated at a time: a scratch that stays in the CPU's cache
+LSE_TINY = 1e-30  # a sum of exponentials below this lost precision in float32 (its terms were subnormal)
 
 
-def log_sum_exp(scores: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def log_sum_exp(scores: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
     """float32 (B, V) -> float64 (B,): log sum_j exp(scores[i, j]), in float32 as the scores are (about 1e-7
-    relative error), shifted by the row maximum only when a maximum lies beyond +-EXP_SAFE (where exp or
-    its sum would leave float32's range). `out`, float32 of at least B * V elements, spares an allocation."""
-    top = scores.max(axis=1)
-    terms = np.empty(scores.shape, np.float32) if out is None else out.ravel()[:scores.size].reshape(scores.shape)
-    if np.all(np.abs(top) <= EXP_SAFE):
-        np.exp(scores, out=terms)
-        return np.log(terms.sum(axis=1).astype(np.float64))
-    np.subtract(scores, top[:, None], out=terms)
-    np.exp(terms, out=terms)
-    return top.astype(np.float64) + np.log(terms.sum(axis=1).astype(np.float64))
+    relative error). A few rows at a time are exponentiated into a small scratch and summed there, so the
+    scores are read once; a row whose sum left float32's range (a score beyond about +-87) is done again,
+    shifted by its maximum. `scratch`, float32 of at least LSE_CHUNK elements, spares an allocation."""
+    rows, width = scores.shape
+    step = max(1, LSE_CHUNK // max(1, width))
+    if scratch is None or scratch.size < step * width:
+        scratch = np.empty(step * width, np.float32)
+    sums = np.empty(rows, np.float64)
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        for start in range(0, rows, step):
+            chunk = scores[start:start + step]
+            terms = scratch[:chunk.size].reshape(chunk.shape)
+            np.exp(chunk, out=terms)
+            sums[start:start + step] = terms.sum(axis=1)
+        result = np.log(sums)
+    for i in np.flatnonzero(~(np.isfinite(sums) & (sums > LSE_TINY))).tolist():
+        top, terms = scores[i].max(), scratch[:width]
+        np.subtract(scores[i], top, out=terms)
+        np.exp(terms, out=terms)
+        result[i] = float(top) + np.log(terms.sum(dtype=np.float64))
+    return result
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +110,7 @@ def build_tables(a: np.ndarray, b: np.ndarray, k: int, *, exclude_self: bool = F
     def run(start: int) -> None:
         if not hasattr(scratch, "products"):
             scratch.products = np.empty((block, b_t.shape[1]), np.float32)
-            scratch.terms = np.empty(block * b_t.shape[1], np.float32) if with_lse else None
+            scratch.terms = np.empty(max(LSE_CHUNK, b_t.shape[1]), np.float32) if with_lse else None
         stop = min(start + block, len(a))
         products = scratch.products[:stop - start]
         np.matmul(np.asarray(a[start:stop]), b_t, out=products)  # float32 (B, V2)
