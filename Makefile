@@ -23,12 +23,14 @@ serve: $(VENV)/.train $(MODEL)/meta.json
 	@echo "  curl 'http://127.0.0.1:$(PORT)/similar?positive=king,woman&negative=man&k=5'"
 	@echo "  curl 'http://127.0.0.1:$(PORT)/vector?word=music'"
 	@echo "  curl 'http://127.0.0.1:$(PORT)/context-probs?word=music&k=5'"
+	@echo "or open http://127.0.0.1:$(PORT)/?word=music in a browser (the explorer page)."
 	@echo
 	MODEL_DIR=$(MODEL) PORT=$(PORT) WEB_CONCURRENCY=$(WORKERS) \
 		$(VENV)/bin/gunicorn -c service/gunicorn.conf.py 'service:create_app()'
 
-## make test: environment with the test extras, then the whole suite
+## make test: environment with the test extras and the browser of the page's tests, then the whole suite
 test: $(VENV)/.test
+	$(CHROMIUM)
 	$(PY) -m pytest -q
 
 train: $(MODEL)/meta.json
@@ -83,6 +85,13 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 WRK := command -v wrk >/dev/null || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends wrk=$(WRK_VERSION); }
+
+# The headless browser of the explorer page's tests (tests/service/test_browser.py), from Debian
+# (bookworm-security) likewise: chromium and the chromedriver that selenium drives, of one version.
+CHROMIUM_VERSION := 156.0.8078.114-1~deb12u1
+CHROMIUM := { command -v chromium && command -v chromedriver; } >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium=$(CHROMIUM_VERSION) chromium-driver=$(CHROMIUM_VERSION); }
 
 bench-serve: $(VENV)/.bench
 	$(WRK)

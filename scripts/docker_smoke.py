@@ -211,6 +211,10 @@ def query(server: subprocess.Popen, port: int, vocab_size: int) -> None:
     status, body, ctype = get(port, "/similar?word=no-such-word&k=3")
     check("unknown word -> 404 JSON error", status == 404 and isinstance(body, dict), f"{status} {ctype} {body}")
 
+    for path, kind in (("/?word=king", "text/html"), ("/static/explorer.js", "text/javascript")):
+        status, _, ctype = get(port, path)  # the explorer page's files are package data of the image's install
+        check(f"GET {path} -> 200 {kind}", status == 200 and ctype.startswith(kind), f"{status} {ctype}")
+
     healthcheck = os.environ.get("HEALTHCHECK_TEST", "")
     if healthcheck:  # the image's HEALTHCHECK, as read from the image by scripts/docker-test.sh
         test = json.loads(healthcheck)

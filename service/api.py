@@ -13,6 +13,8 @@ from service.embeddings import BadQuery, ContextUnavailable, Embeddings, Unknown
 
 bp = Blueprint("api", __name__)
 DEFAULT_K = 10
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100  # words in one /words answer at most: suggestions, not a way to page through the vocabulary
 _K_DIGITS = 9  # longer digit strings are out of range anyway (and int() refuses those over 4300 digits)
 
 
@@ -73,6 +75,25 @@ def post_similar():
     k = _k(body["k"], from_json=True) if "k" in body else _k(None)
     vector = _numbers(body["vector"], _embeddings().dim)
     return _json({"k": k, "neighbors": _scored(_ask(_embeddings().similar_to_vector, vector, k))})
+
+
+@bp.get("/map")
+def get_map():
+    word = _word(_param("word", required=True), "word")
+    k = _k(_param("k"))
+    (x, y), placed, explained = _ask(_embeddings().map_2d, word, k)
+    return _json({"word": word, "k": k, "x": x, "y": y, "explained": explained,
+                  "neighbors": [{"word": w, "score": s, "x": px, "y": py} for w, s, px, py in placed]})
+
+
+@bp.get("/words")
+def get_words():
+    prefix = _param("prefix") or ""  # empty or absent: every word, so the most frequent ones
+    longest = current_app.config["MAX_WORD_LENGTH"]
+    if len(prefix) > longest:
+        abort(400, description=f"prefix is longer than {longest} characters")
+    limit = _count(_param("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT)
+    return _json({"prefix": prefix, "limit": limit, "words": _embeddings().words(prefix, limit)})
 
 
 @bp.get("/context-probs")
@@ -150,18 +171,23 @@ def _word_list(values, what: str) -> list[str]:
 
 
 def _k(value, from_json: bool = False) -> int:
-    """k from a query string (ASCII digits only; absent: the default) or a JSON body (an integer; null is
-    an error), within 1..MAX_K."""
+    """k from a query string or a JSON body (see _count), within 1..MAX_K."""
     max_k = current_app.config["MAX_K"]
+    return _count(value, "k", min(DEFAULT_K, max_k), max_k, from_json)
+
+
+def _count(value, name: str, default: int, maximum: int, from_json: bool = False) -> int:
+    """A count from a query string (ASCII digits only; absent: `default`) or a JSON body (an integer; null
+    is an error), within 1..maximum."""
     if value is None and not from_json:
-        return min(DEFAULT_K, max_k)
+        return default
     if from_json:
         number = value if type(value) is int else None  # not bool, not 10.0
     else:
         ok = value.isascii() and value.isdigit() and len(value) <= _K_DIGITS
         number = int(value) if ok else None
-    if number is None or not 1 <= number <= max_k:
-        abort(400, description=f"k must be an integer from 1 to {max_k}")
+    if number is None or not 1 <= number <= maximum:
+        abort(400, description=f"{name} must be an integer from 1 to {maximum}")
     return number
 
 
@@ -211,7 +237,9 @@ def openapi_document(config, dim: int) -> bytes:
         doc["security"] = [{"bearer": []}]
     parameters, schemas = doc["components"]["parameters"], doc["components"]["schemas"]
     parameters["k"]["schema"].update(maximum=config["MAX_K"], default=min(DEFAULT_K, config["MAX_K"]))
-    for limited in (parameters["word"]["schema"], parameters["word_optional"]["schema"], schemas["Word"]):
+    parameters["limit"]["schema"].update(maximum=MAX_LIMIT, default=DEFAULT_LIMIT)
+    for limited in (parameters["word"]["schema"], parameters["word_optional"]["schema"], schemas["Word"],
+                    parameters["prefix"]["schema"]):
         limited["maxLength"] = config["MAX_WORD_LENGTH"]
     schemas["WordsRequest"]["properties"]["words"]["maxItems"] = config["MAX_BATCH_WORDS"]
     schemas["VectorRequest"]["properties"]["k"].update(maximum=config["MAX_K"])

@@ -123,3 +123,24 @@ def build_tables(a: np.ndarray, b: np.ndarray, k: int, *, exclude_self: bool = F
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, range(0, len(a), block)))
     return (ids, scores, lse) if with_lse else (ids, scores)
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float (B, N) -> (coordinates float64 (B, 2), share of the variance on each axis float64 (2,)): the rows
+    projected on the first two principal axes of the centred matrix (its SVD). Each axis points where its
+    largest coordinate is positive, so that the answer does not depend on the SVD's signs; axes the data
+    lacks (B < 3, N < 2, repeated rows) are zeros."""
+    centred = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)  # u (B, R), s (R,), R = min(B, N)
+    if len(s):  # rounding's singular values (an axis the points lack) are none
+        s = np.where(s > s[0] * max(centred.shape) * np.finfo(np.float64).eps, s, 0.0)
+    coords = np.zeros((len(centred), 2))
+    axes = min(2, len(s))
+    coords[:, :axes] = u[:, :axes] * s[:axes]
+    flip = np.sign(coords[np.abs(coords).argmax(axis=0), [0, 1]])
+    coords *= np.where(flip == 0, 1, flip)
+    total = float(np.square(s).sum())
+    share = np.zeros(2)
+    if total > 0:
+        share[:axes] = np.square(s[:axes]) / total
+    return coords, share

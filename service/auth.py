@@ -1,4 +1,4 @@
-"""The optional API key: with API_KEY set, every endpoint but the probes and /metrics wants
+"""The optional API key: with API_KEY set, every endpoint but the probes, /metrics and the page wants
 `Authorization: Bearer KEY`, compared in constant time; any other request is answered a JSON 401."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from flask import Flask, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # for probes and scrapers, which hold no key
+# For probes and scrapers, which hold no key, and the explorer page and its files (which ask for the key and
+# send it with every request to the other endpoints).
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/", "/static/<path:filename>"})
 
 
 def install(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """A model's derived data: what the service computes once per model contents and every worker maps.
 
 One cache entry, a folder NAME-DIGEST under CACHE_DIR (the digest of the model's contents), holds
-  words-{blob,offsets,hashes,rows}.npy   the vocabulary lookup (service.words)
+  words-{blob,offsets,hashes,rows,sorted}.npy   the vocabulary lookup and prefix order (service.words)
   unit.faiss                             the unit input vectors, the one copy every search reads (service.indexes)
   hnsw-m{M}-efc{E}.faiss | ivf-nlist{L}-pq{P}.faiss   the approximate index of INDEX=hnsw or ivf
   similar-top{k}-{ids,scores}.npy        every word's k nearest words (exact index, when affordable)

@@ -1,4 +1,4 @@
-"""Vector, neighbour and context-probability queries over one model and its derived data; no HTTP here.
+"""Vector, neighbour, map, prefix and context-probability queries over one model and its derived data; no HTTP.
 
 Cosines are inner products of the unit input vectors (service.derived). Answers for vocabulary words come
 from tables computed once per model when they were affordable, else from a search: the approximate index
@@ -102,13 +102,24 @@ class Embeddings:
         missing = [w for w, r in rows.items() if r is None]
         return dict(zip(found, self._vectors[list(found.values())].tolist())), missing
 
+    def words(self, prefix: str, limit: int) -> list[str]:
+        """At most `limit` vocabulary words that start with `prefix`, most frequent first (the empty prefix:
+        the most frequent words)."""
+        return self._words.words(self._words.with_prefix(prefix, limit))
+
     def similar(self, word: str, k: int) -> list[tuple[str, float]]:
         """The k words of highest cosine similarity to `word`, best first, `word` excluded."""
+        return self._name(self._similar_rows(self.row(word), k))
+
+    def map_2d(self, word: str, k: int) -> tuple[tuple[float, float], list[tuple[str, float, float, float]],
+                                                 list[float]]:
+        """`word` and its neighbours of similar() in the plane of the first two principal axes of their unit
+        vectors: ((x, y) of `word`, [(neighbour, cosine, x, y)] best first, share of the variance on each axis)."""
         row = self.row(word)
-        if self.derived.similar is not None:
-            ids, scores = self.derived.similar
-            return self._named(ids[row, :k], scores[row, :k])
-        return self._search(np.array(self._unit[row]), k, exclude={row})
+        pairs = self._similar_rows(row, k)
+        coords, share = arrays.pca_2d(self._unit[[row] + [i for i, _ in pairs]])  # (k + 1, 2), (2,)
+        placed = [(w, s, x, y) for (w, s), (x, y) in zip(self._name(pairs), coords[1:].tolist())]
+        return tuple(coords[0].tolist()), placed, share.tolist()
 
     def analogy(self, positive: Sequence[str], negative: Sequence[str], k: int) -> list[tuple[str, float]]:
         """Neighbours of the normalised mean of the unit vectors of `positive` (weight +1) and `negative`
@@ -118,8 +129,8 @@ class Embeddings:
             raise BadQuery("give at least one positive or negative word")
         weights = np.array([1.0] * len(positive) + [-1.0] * len(negative), dtype=np.float32)
         mean = (weights[:, None] * self._unit[rows]).mean(axis=0)
-        return self._search(self._normalised(mean, "the positive and negative words cancel out"),
-                            k, exclude=set(rows))
+        return self._name(self._search(self._normalised(mean, "the positive and negative words cancel out"),
+                                       k, exclude=set(rows)))
 
     def similar_to_vector(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
         """The k words of highest cosine similarity to any vector of the model's dimension."""
@@ -129,7 +140,7 @@ class Embeddings:
         scale = np.abs(vec).max()
         if scale > 0:
             vec = vec / scale  # large finite values would overflow the norm
-        return self._search(self._normalised(vec, "vector has zero length: cosine is undefined"), k)
+        return self._name(self._search(self._normalised(vec, "vector has zero length: cosine is undefined"), k))
 
     def context_probs(self, word: str, k: int) -> list[tuple[str, float]]:
         """The k most probable context words w of centre word `word` (= c) under the model's softmax
@@ -152,6 +163,16 @@ class Embeddings:
     def _named(self, ids: np.ndarray, values: np.ndarray) -> list[tuple[str, float]]:
         return list(zip(self._words.words(ids.tolist()), values.tolist()))
 
+    def _name(self, pairs: list[tuple[int, float]]) -> list[tuple[str, float]]:
+        return list(zip(self._words.words([i for i, _ in pairs]), [s for _, s in pairs]))
+
+    def _similar_rows(self, row: int, k: int) -> list[tuple[int, float]]:
+        """(row, cosine) of the k nearest rows to `row`, best first: from the table, else searched."""
+        if self.derived.similar is not None:
+            ids, scores = self.derived.similar
+            return list(zip(ids[row, :k].tolist(), scores[row, :k].tolist()))
+        return self._search(np.array(self._unit[row]), k, exclude={row})
+
     @staticmethod
     def _normalised(vec: np.ndarray, problem: str) -> np.ndarray:
         norm = float(np.linalg.norm(vec))
@@ -159,13 +180,12 @@ class Embeddings:
             raise BadQuery(problem)
         return (vec / norm).astype(np.float32)
 
-    def _search(self, query: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[tuple[str, float]]:
-        """The k best rows for one unit query (N,), `exclude` left out: from the approximate index (for IVF,
+    def _search(self, query: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[tuple[int, float]]:
+        """The k best (row, cosine) for one unit query (N,), `exclude` left out: from the approximate index (IVF:
         IVF_CANDIDATES candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
         wanted = min(k + len(exclude), self.vocab_size)
         if self.derived.plan.kind == "ivf":
             self._searched.k_factor = max(1.0, self._candidates / wanted)
         scores, ids = self._searched.search(query[None], wanted)
         keep = (ids[0] >= 0) & (ids[0] < self.vocab_size)  # -1: fewer hits than asked
-        pairs = arrays.best_of(ids[0][keep], scores[0][keep], k, exclude)
-        return list(zip(self._words.words([i for i, _ in pairs]), [s for _, s in pairs]))
+        return arrays.best_of(ids[0][keep], scores[0][keep], k, exclude)

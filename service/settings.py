@@ -53,8 +53,9 @@ DEFAULTS = {
     # why the last HUP kept those contents, {"error": message, "at": time} (None: it did not).
     "SERVING": None,
     "RELOAD_ERROR": None,
-    # When set, every endpoint but /healthz, /readyz and /metrics wants "Authorization: Bearer KEY"
-    # (service.auth); printable ASCII without spaces. Never logged, never in an error message.
+    # When set, every endpoint but /healthz, /readyz, /metrics and the page (/, /static/) wants
+    # "Authorization: Bearer KEY" (service.auth); printable ASCII without spaces. Never logged, never in an
+    # error message.
     "API_KEY": None,
     "API_KEY_FILE": None,  # or a file holding the key (a mounted secret); its trailing newlines are dropped
 }

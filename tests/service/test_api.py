@@ -105,8 +105,8 @@ def test_context_probs_unavailable_without_output_vectors(imported_model_dir, ca
 
 # ------------------------------------------------------------------------------------------ errors
 
-WORD_ENDPOINTS = ["/vector", "/similar", "/context-probs"]
-K_ENDPOINTS = ["/similar", "/context-probs"]
+WORD_ENDPOINTS = ["/vector", "/similar", "/map", "/context-probs"]
+K_ENDPOINTS = ["/similar", "/map", "/context-probs"]
 
 
 @pytest.mark.parametrize("path", WORD_ENDPOINTS)
@@ -234,7 +234,8 @@ def test_wrong_method(client, method, path):
     assert response.status_code == 405 and "GET" in response.headers["Allow"]
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/vector/", "/similar/king", "/%00", "/.." + "/x" * 1000])
+@pytest.mark.parametrize("path", ["/nope", "/vector/", "/similar/king", "/%00", "/.." + "/x" * 1000, "/index.html",
+                                  "/static/nope.js", "/static/../api.py", "/static/%2e%2e/api.py"])
 def test_unknown_paths(client, path):
     assert client.get(path).status_code == 404
 

@@ -69,6 +69,8 @@ def examples(model):
             ("GET", "/vector"): ("/vector?word=king", {}),
             ("POST", "/vector"): ("/vector", {"json": {"words": ["king", "nope"]}}),
             ("GET", "/similar"): ("/similar?word=king&k=3", {}),
+            ("GET", "/map"): ("/map?word=king&k=3", {}),
+            ("GET", "/words"): ("/words?prefix=k&limit=3", {}),
             ("POST", "/similar"): ("/similar", {"json": {"vector": vector, "k": 2}}),
             ("GET", "/context-probs"): ("/context-probs?word=king&k=3", {})}
 
@@ -107,6 +109,14 @@ def test_probes_and_metrics_need_no_key_and_other_paths_do(keyed, conforms):
     assert call(keyed, conforms, "GET", "/no/such/path")[0].status_code == 401  # nothing told about paths
     assert call(keyed, conforms, "GET", "/no/such/path", f"Bearer {KEY}")[0].status_code == 404
     assert call(keyed, conforms, "PUT", "/vector", f"Bearer {KEY}")[0].status_code == 405
+
+
+def test_the_page_and_its_files_need_no_key(keyed):
+    """The explorer page asks for the key itself: it and its files are served to anyone."""
+    for path, status in [("/", 200), ("/?word=king", 200), ("/static/explorer.js", 200),
+                         ("/static/explorer.css", 200), ("/static/nope.js", 404)]:
+        response = requests.get(keyed.base + path, timeout=10)
+        assert response.status_code == status and "WWW-Authenticate" not in response.headers, path
 
 
 def test_refusals_are_counted_and_logged_and_the_key_is_in_no_log(keyed):

@@ -99,6 +99,12 @@ def not_a_permutation(rows):
     return rows
 
 
+def swapped(rows):
+    rows = rows.copy()
+    rows[[0, 1]] = rows[[1, 0]]  # the first two words out of order
+    return rows
+
+
 def not_finite(values):
     values = values.copy()
     values[3] = np.nan
@@ -131,6 +137,8 @@ DAMAGES = {  # id: (file, damage)
     "truncated unit.faiss": ("unit.faiss", truncate),
     "unit vectors not of unit length": ("unit.faiss", scaled_unit),
     "word rows not a permutation": ("words-rows.npy", lambda p: rewrite(p, not_a_permutation)),
+    "word byte order not a permutation": ("words-sorted.npy", lambda p: rewrite(p, not_a_permutation)),
+    "word byte order out of order": ("words-sorted.npy", lambda p: rewrite(p, swapped)),
 }
 
 

@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 pytestmark = pytest.mark.slow
 OPERATIONS = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /vector", "POST /vector",
-              "GET /similar", "POST /similar", "GET /context-probs"}
+              "GET /similar", "POST /similar", "GET /map", "GET /words", "GET /context-probs"}
 EXAMPLES = 120  # per operation and mode; operations without inputs run out of distinct requests sooner
 MIN_REQUESTS = 1000
 # gunicorn itself refuses longer request lines, in plain text, before the service sees them

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.service.test_gunicorn import wait_until
 
 pytestmark = pytest.mark.slow
-ROUTES = {"/healthz", "/readyz", "/openapi.json", "/metrics", "/vector", "/similar", "/context-probs",
-          "/static/<path:filename>", "<unmatched>"}
+ROUTES = {"/healthz", "/readyz", "/openapi.json", "/metrics", "/vector", "/similar", "/map", "/words",
+          "/context-probs", "/", "/static/<path:filename>", "<unmatched>"}
 
 
 def scrape(base: str) -> dict[str, list]:
