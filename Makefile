@@ -13,7 +13,7 @@ CORPUS := $(CACHE)/enwiki-sample.txt
 MODEL := models/default
 TRAIN_FLAGS ?= --epochs 5
 
-.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale bench-import bench-replicas clean
+.PHONY: serve test train corpus docker-test bench-train bench-serve bench-scale bench-import bench-replicas bench-phrases clean
 
 ## make serve: environment, default corpus, default model (trained once), then gunicorn on $(PORT)
 serve: $(VENV)/.train $(MODEL)/meta.json
@@ -78,6 +78,18 @@ $(WORD2VEC_C): | $(VENV)/.base
 bench-train: $(VENV)/.bench $(WORD2VEC_C)
 	$(PY) bench/train_vs_gensim.py --corpus $(DATA)/enwiki-sample.txt --data $(DATA) --repeats 3 \
 		--word2vec-c $(WORD2VEC_C)
+
+# word2phrase, from the same sdist and with the same flags as the word2vec C tool above.
+WORD2PHRASE_C := $(CACHE)/bin/word2phrase
+$(WORD2PHRASE_C): | $(WORD2VEC_C)
+	tar -xzf $(CACHE)/sdist/word2vec-0.11.1.tar.gz -C $(CACHE)/sdist word2vec-0.11.1/word2vec/includes/word2phrase.c
+	gcc $(CACHE)/sdist/word2vec-0.11.1/word2vec/includes/word2phrase.c -o $@ \
+		-lm -pthread -Ofast -march=native -funroll-loops -Wno-unused-result
+
+# Phrases: skipgram's `corpus phrases`, word2phrase and gensim's Phrases on the enwiki sample and WordNet.
+bench-phrases: $(VENV)/.bench $(WORD2PHRASE_C)
+	$(PY) bench/phrases_vs_peers.py --word2phrase $(WORD2PHRASE_C) --repeats 3 \
+		--corpus $(DATA)/enwiki-sample.txt --corpus $(DATA)/wordnet.txt
 
 # The load generator, from Debian (bookworm), installed when missing.
 WRK_VERSION := 4.1.0-3+b2

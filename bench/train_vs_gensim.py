@@ -27,10 +27,10 @@ from trainer.word2vec_format import import_word2vec  # noqa: E402
 from trainer.evaluate import evaluate_analogies, evaluate_word_pairs  # noqa: E402
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
-    """Run a command; return (wall seconds, peak RSS in MiB, stdout)."""
+def timed(command: list[str], cwd: Path | None = None) -> tuple[float, float, str]:
+    """Run a command (in `cwd`, default the project); return (wall seconds, peak RSS in MiB, stdout)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd or ROOT)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started

@@ -95,7 +95,14 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Any]:
 
 def text_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
                 progress: bool = False) -> Iterator[str]:
-    """Decoded text in pieces of about ``chunk_bytes`` that end at whitespace, so no token is ever split.
+    """Decoded text in pieces of about ``chunk_bytes`` that end at whitespace, so no token is ever split."""
+    for piece in byte_pieces(path, chunk_bytes, progress):
+        yield piece.decode("utf-8", errors="replace")
+
+
+def byte_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
+                progress: bool = False) -> Iterator[bytes]:
+    """The (decompressed) bytes in pieces of about ``chunk_bytes`` that end at ASCII whitespace.
 
     Reads binary chunks and carries the bytes after the last whitespace over to the next chunk, so a
     text8-style file (one line of hundreds of MB) is never held whole. Read errors become CorpusError.
@@ -107,12 +114,12 @@ def text_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
             for block in iter(lambda: stream.read(chunk_bytes), b""):
                 cut = max(map(block.rfind, _WHITESPACE)) + 1  # 0 when the block holds no whitespace
                 if cut:
-                    yield b"".join([*carry, block[:cut]]).decode("utf-8", errors="replace")
+                    yield b"".join([*carry, block[:cut]])
                     carry = []
                 carry.append(block[cut:])
                 if bar is not None:
                     bar.update(raw.tell() - bar.n)
-            yield b"".join(carry).decode("utf-8", errors="replace")
+            yield b"".join(carry)
     except READ_ERRORS as error:
         raise read_error(path, error) from None
 
