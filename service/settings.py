@@ -43,7 +43,7 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1 << 20,  # request body limit in bytes (Flask answers 413 above it)
     # Exact top-MAX_K tables cost about V^2 N multiply-adds each; they are built while their sum stays
     # within this, which keeps a first start under 90 s on 2 cores (the two tables of 100,000 x 100, 2e12,
-    # took 98 s); 0 turns them off.
+    # took 95 s); 0 turns them off.
     "TABLES_MAX_COST": 1_200_000_000_000,
     "CACHE_DIR": None,  # where derived data is kept; default: default_cache_dir()
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more
