@@ -22,6 +22,14 @@ OBJECTIVES = ("negative-sampling", "naive-softmax")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _cores() -> int:
+    """The cores this process may use (os.sched_getaffinity does not exist on macOS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _flag(default, help_text, **argparse_options):
     return field(default=default, metadata={"help": help_text, **argparse_options})
 
@@ -40,7 +48,7 @@ class TrainConfig:
     max_vocab: int | None = _flag(None, "keep at most this many most frequent words (default: no limit)")
     alpha: float = _flag(0.025, "initial learning rate; decays linearly to ALPHA * 1e-4 over all epochs")
     epochs: int = _flag(5, "passes over the corpus")
-    workers: int = _flag(len(os.sched_getaffinity(0)), "training threads (lock-free Hogwild updates)")
+    workers: int = _flag(_cores(), "training threads (lock-free Hogwild updates)")
     seed: int = _flag(1, "random seed; with --workers 1 a seed reproduces a run bit for bit")
     max_softmax_vocab: int = _flag(20_000, "largest vocabulary the naive-softmax objective accepts")
     max_sentence_length: int = _flag(10_000, "longer lines are cut into pieces of this many tokens")
@@ -81,7 +89,9 @@ class TrainResult:
 def initial_vectors(vocab_size: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """word2vec's start: W_in uniform in (-0.5/N, 0.5/N), W_out zeros; both float32 (V, N)."""
     rng = np.random.default_rng(seed)
-    w_in = ((rng.random((vocab_size, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
+    w_in = rng.random((vocab_size, dim), dtype=np.float32)
+    w_in -= 0.5  # in place: no full-size temporary (3 of them were 11 GB at 3,000,000 x 300)
+    w_in /= dim
     return w_in, np.zeros((vocab_size, dim), dtype=np.float32)
 
 
@@ -249,6 +259,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="model folder to write (an existing one is replaced "
                                                      "atomically, only once the new one is complete)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--workdir", metavar="DIR", help="folder for the corpus's token ids as memory-mapped "
+                                                         "files (4 to 8 bytes a token; default: memory, or the "
+                                                         "temporary folder beyond 50 million tokens)")
     for f in dataclasses.fields(TrainConfig):
         options = dict(f.metadata)
         kind = int if f.type in ("int", "int | None") else float if f.type == "float" else str
@@ -266,7 +279,8 @@ def run_train(args) -> int:
         out = Path(args.out)
         _check_writable(out)
         corpus = encode_corpus(args.corpus, min_count=config.min_count, max_vocab=config.max_vocab,
-                               max_sentence_length=config.max_sentence_length, progress=not args.quiet)
+                               max_sentence_length=config.max_sentence_length, workdir=args.workdir,
+                               progress=not args.quiet)
         if config.objective == "naive-softmax" and len(corpus.vocab) > config.max_softmax_vocab:
             raise ValueError(f"the naive-softmax objective costs O(V) per word: vocabulary of "
                              f"{len(corpus.vocab)} words exceeds --max-softmax-vocab {config.max_softmax_vocab} "

@@ -132,3 +132,13 @@ def test_a_ten_million_token_single_line_trains(tmp_path):
     assert model.meta["corpus"]["raw_tokens"] == 10_000_000
     assert model.meta["training"]["epochs_done"] == 1
     assert group_precision(model.words, model.input_vectors) >= 0.9
+
+
+def test_a_workdir_holds_the_token_ids_and_changes_nothing_of_the_model(planted, tmp_path):
+    work = tmp_path / "work"
+    assert _train(planted, tmp_path / "a", "--workers", "1", "--seed", "7") == 0
+    assert _train(planted, tmp_path / "b", "--workers", "1", "--seed", "7", "--workdir", str(work)) == 0
+    assert (work / "corpus-tokens.npy").is_file()
+    a, b = artifact.load(tmp_path / "a"), artifact.load(tmp_path / "b")
+    np.testing.assert_array_equal(a.input_vectors, b.input_vectors)
+    assert a.words == b.words
