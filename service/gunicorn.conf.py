@@ -1,10 +1,13 @@
 """Gunicorn settings for the service: derived data prepared once before forking, mapped by every worker."""
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from service import settings as service_settings
@@ -35,6 +38,7 @@ preload_app = False
 control_socket_disable = True
 _SERVING = "SKIPGRAM_SERVING"  # the contents every worker serves and the files held for them (below)
 _RELOAD_ERROR = "SKIPGRAM_RELOAD_ERROR"  # why the last HUP kept the previous contents (absent: it did not)
+_LATER_PID = "SKIPGRAM_LATER_TABLES_PID"  # the background precompute of the later tables, while it runs
 _METRICS = "PROMETHEUS_MULTIPROC_DIR"  # the workers' metrics files (prometheus-client's multiprocess mode)
 _METRICS_PREFIX = "skipgram-metrics-"
 
@@ -71,10 +75,8 @@ def _serve_folder(server) -> None:
     """Prepare the folder's contents (service.precompute), then hold its files open and name them, with
     their digest, in the environment the workers inherit: every worker loads those files, so all serve
     the same contents even after the folder is replaced, until the next HUP. Raises _Unservable."""
-    env = {name: value for name, value in os.environ.items() if name not in (_SERVING, _RELOAD_ERROR)}
-    env["OMP_NUM_THREADS"] = str(_CORES)
-    command = [sys.executable, "-m", "service.precompute", "--threads", str(_CORES)]
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+    with subprocess.Popen(_PRECOMPUTE, env=_precompute_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as run:
         problem = ""
         for line in run.stderr:  # passed on as it comes (it reports progress), the last line kept
             sys.stderr.write(line)
@@ -98,6 +100,51 @@ def _serve_folder(server) -> None:
         artifact.release(previous["held"])  # the workers that served them hold their own copies
     server.log.info("serving %s (contents %s)", model.path, model.digest)
     _preload(server, model, config)
+    _build_later_tables(server, model, config)
+
+
+_PRECOMPUTE = [sys.executable, "-m", "service.precompute", "--threads", str(_CORES)]
+
+
+def _precompute_env(**settings) -> dict:
+    """The environment of a precompute: this one's, without what is only for the workers, with every core."""
+    env = {name: value for name, value in os.environ.items() if name not in (_SERVING, _RELOAD_ERROR, _LATER_PID)}
+    env.update({f"SKIPGRAM_{name}": str(value) for name, value in settings.items()}, OMP_NUM_THREADS=str(_CORES))
+    return env
+
+
+def _build_later_tables(server, model: artifact.Model, config) -> None:
+    """The tables beyond TABLES_MAX_COST but within TABLES_LATER_MAX_COST are built once the server is
+    serving, by a background precompute at low priority; then the master sends itself HUP, so that new
+    workers serve them (the old ones serve until then, as for any HUP). The first start stays within its
+    budget; the tables change no answer, only how fast it comes."""
+    from service import derived
+
+    later = config["TABLES_LATER_MAX_COST"]
+    if later <= config["TABLES_MAX_COST"] or os.environ.get(_LATER_PID):
+        return
+    if derived.make_plan(model, {**config, "TABLES_MAX_COST": later}) == derived.make_plan(model, config):
+        return
+    run = subprocess.Popen(_PRECOMPUTE, env=_precompute_env(TABLES_MAX_COST=later), stdout=subprocess.PIPE,
+                           text=True)
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, run.pid, 10)  # the workers' answers come first
+    os.environ[_LATER_PID] = str(run.pid)
+    server.log.info("building the tables within TABLES_LATER_MAX_COST in the background (pid %s)", run.pid)
+
+    def finish() -> None:
+        digest = run.stdout.read().split()
+        run.wait()
+        os.environ.pop(_LATER_PID, None)
+        serving = json.loads(os.environ.get(_SERVING, "null"))
+        if run.returncode != 0 or not digest or serving is None or digest[-1] != serving["digest"]:
+            server.log.warning("the later tables were not built (precompute exit %s, or the model changed "
+                               "meanwhile): serving goes on without them", run.returncode)
+            return
+        os.environ["SKIPGRAM_TABLES_MAX_COST"] = str(later)  # for the HUP's precompute and the new workers
+        server.log.info("the later tables are built: HUP to serve them")
+        os.kill(os.getpid(), signal.SIGHUP)
+    threading.Thread(target=finish, name="later tables", daemon=True).start()
 
 
 def _preload(server, model: artifact.Model, config) -> None:
@@ -129,6 +176,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    with contextlib.suppress(ValueError, OSError):  # a background precompute would outlive the server
+        os.kill(int(os.environ.get(_LATER_PID, "")), signal.SIGTERM)
     folder = os.environ.get(_METRICS, "")
     if os.path.basename(folder).startswith(_METRICS_PREFIX):  # one when_ready made, not a folder inherited
         shutil.rmtree(folder, ignore_errors=True)

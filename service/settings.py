@@ -45,6 +45,10 @@ DEFAULTS = {
     # within this, which keeps a first start under 90 s on 2 cores (the two tables of 100,000 x 100, 2e12,
     # took 95 s); 0 turns them off.
     "TABLES_MAX_COST": 1_200_000_000_000,
+    # Tables beyond TABLES_MAX_COST but within this are built once the server is serving, in the background
+    # (low priority), and then served after an automatic HUP: 100,000 x 100 gets its context table about
+    # a minute after it is ready. 0 (or not above TABLES_MAX_COST) turns this off.
+    "TABLES_LATER_MAX_COST": 3_000_000_000_000,
     "CACHE_DIR": None,  # where derived data is kept; default: default_cache_dir()
     "FAISS_THREADS": 1,  # OpenMP threads per worker: single queries gain nothing from more
     "PROVIDE_AUTOMATIC_OPTIONS": False,  # OPTIONS would answer an empty non-JSON 200; let it be a JSON 405
@@ -95,9 +99,10 @@ def check(config) -> None:
     for name in _POSITIVE:
         _check_int(config, name, minimum=1)
     _check_int(config, "IVF_NLIST", minimum=0)
-    if isinstance(config["TABLES_MAX_COST"], float) and config["TABLES_MAX_COST"].is_integer():
-        config["TABLES_MAX_COST"] = int(config["TABLES_MAX_COST"])  # 2e12 reads as a float
-    _check_int(config, "TABLES_MAX_COST", minimum=0)
+    for name in ("TABLES_MAX_COST", "TABLES_LATER_MAX_COST"):
+        if isinstance(config[name], float) and config[name].is_integer():
+            config[name] = int(config[name])  # 2e12 reads as a float
+        _check_int(config, name, minimum=0)
     serving = config["SERVING"]
     if serving is not None and not (isinstance(serving, dict) and isinstance(serving.get("digest"), str)
                                     and isinstance(serving.get("held"), dict)

@@ -337,3 +337,23 @@ def test_hup_to_a_model_that_cannot_be_served_keeps_the_old_one_serving(model_di
     os.kill(running.process.pid, signal.SIGHUP)
     wait_until(lambda: set(answers(running.base, 1)) == {new}, 60, f"every answer from contents {new}")
     assert requests.get(running.base + "/readyz", timeout=5).json()["reload_error"] is None
+
+
+def test_tables_beyond_the_first_start_budget_are_built_after_it_and_served_without_a_failure(model_dir, tmp_path,
+                                                                                           start_gunicorn):
+    """TABLES_MAX_COST 0: the first start builds no table (an approximate index instead); the later budget's
+    tables are built in the background, then an automatic HUP serves them, while requests go on."""
+    running = start_gunicorn(model_dir, SKIPGRAM_TABLES_MAX_COST="0",
+                             SKIPGRAM_TABLES_LATER_MAX_COST="1e15").wait_ready()
+    first = requests.get(running.base + "/readyz", timeout=5).json()
+    assert first["precomputed"] == {"similar": False, "context": False} and first["index"]["type"] == "hnsw"
+    load = Load(running.base)
+    ready = wait_until(lambda: (body := requests.get(running.base + "/readyz", timeout=5).json())["precomputed"]
+                       == {"similar": True, "context": True} and body, 60, "the tables served after the start")
+    time.sleep(0.5)
+    found = load.stop()
+    assert set(found) <= {first["digest"], "ok"} and len(found) >= 50, set(found)
+    assert ready["index"]["type"] == "flat" and ready["digest"] == first["digest"]
+    log = (running.logs / "error.log").read_text()
+    assert "building the tables within TABLES_LATER_MAX_COST in the background" in log
+    assert "the later tables are built: HUP to serve them" in log and running.process.poll() is None
