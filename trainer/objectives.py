@@ -173,6 +173,7 @@ def gradcheck(f: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray
 
         num_i = (f(x + h e_i) - f(x - h e_i)) / 2h,   err_i = |num_i - ana_i| / max(1, |num_i|, |ana_i|)
 
+    A NaN or inf in either gradient counts as err_i = inf, so it fails at any finite tolerance.
     Raises GradientCheckError naming the worst index and both values when max_i err_i > tolerance.
     """
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
@@ -191,8 +192,11 @@ def gradcheck(f: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray
         finally:
             x[index] = old
         numeric = (plus - minus) / (2.0 * h)
-        error = abs(numeric - analytic[index]) / max(1.0, abs(numeric), abs(analytic[index]))
-        if not error <= worst:  # also catches NaN
+        if math.isfinite(numeric) and math.isfinite(analytic[index]):
+            error = abs(numeric - analytic[index]) / max(1.0, abs(numeric), abs(analytic[index]))
+        else:
+            error = math.inf  # a NaN or inf in either gradient: worse than any finite error, never replaced
+        if error > worst:
             worst, worst_index, worst_num = error, index, numeric
     if not worst <= tolerance:
         raise GradientCheckError(

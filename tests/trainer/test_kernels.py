@@ -176,3 +176,71 @@ def test_a_running_job_sees_the_stop_flag_set_by_another_thread(objective):
     stop[0] = 1
     worker.join(30)
     assert not worker.is_alive() and result[0][2] == 0  # stopped inside its only sentence
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_effective_window_is_uniform_on_one_to_window(window):
+    # Far from the sentence's ends, position i gets exactly kept[i - r .. i + r] but i for a reach r.
+    draws, n_kept = 20_000, 2 * window + 1
+    kept, contexts = np.arange(100, 100 + n_kept, dtype=np.int32), np.empty(2 * window, np.int32)
+    state, i = kernels.seed_state(11), window
+    reaches = np.zeros(window + 1, np.int64)
+    for _ in range(draws):
+        m = kernels._gather_window(kept, n_kept, i, window, state, contexts)
+        reach = m // 2
+        assert m == 2 * reach and 1 <= reach <= window
+        np.testing.assert_array_equal(contexts[:m], np.delete(kept[i - reach:i + reach + 1], reach))
+        reaches[reach] += 1
+    p = 1 / window
+    assert np.all(np.abs(reaches[1:] - draws * p) <= 5 * np.sqrt(draws * p * (1 - p)))
+
+
+def test_sgns_job_pairs_match_a_uniform_window_of_five():
+    # Sentences of every length 1..12, no subsampling: the expected number of (centre, context) pairs
+    # under reach r ~ U{1..5} is sum_i E[min(i, r) + min(L - 1 - i, r)], computed here by brute force.
+    window, reps = 5, 300
+    lengths = np.tile(np.arange(1, 13), reps)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens = np.random.default_rng(4).integers(0, 50, starts[-1]).astype(np.int32)
+    keep, accept, alias = np.ones(50, np.float32), np.ones(50, np.float32), np.arange(50, dtype=np.int32)
+    w_in, w_out = _params(vocab_size=50, dim=4)
+    _, pairs, _ = kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, 1, 0.0, 0.0, 2,
+                                   _not_stopped())
+    mean = var = 0.0
+    for length in lengths:
+        for i in range(length):
+            counts = np.array([min(i, r) + min(length - 1 - i, r) for r in range(1, window + 1)], float)
+            mean, var = mean + counts.mean(), var + counts.var()
+    assert abs(pairs - mean) < 5 * np.sqrt(var)
+
+
+@pytest.mark.parametrize("objective", ["negative-sampling", "naive-softmax"])
+def test_a_job_interpolates_its_learning_rate_sentence_by_sentence(objective):
+    # Window 1, nothing subsampled and every negative redirected to word 0: no randomness is left, so the
+    # job must equal its updates replayed by hand, sentence s at alpha_lo + (alpha_hi - alpha_lo) * starts[s] / T.
+    tokens, starts = np.array([1, 2, 3, 4, 5, 6], np.int32), np.array([0, 2, 3, 6], np.int64)
+    keep, accept, alias = np.ones(8, np.float32), np.zeros(8, np.float32), np.zeros(8, np.int32)
+    alpha_lo, alpha_hi = 0.2, 0.05
+    w_in, w_out = _params(vocab_size=8, dim=5, seed=4)
+    want_in, want_out = w_in.copy(), w_out.copy()
+    if objective == "negative-sampling":
+        kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 2, alpha_lo, alpha_hi, 9,
+                         _not_stopped())
+    else:
+        kernels.naive_softmax_job(tokens, starts, w_in, w_out, keep, 1, alpha_lo, alpha_hi, 9, _not_stopped())
+    for s in range(len(starts) - 1):
+        alpha = alpha_lo + (alpha_hi - alpha_lo) * starts[s] / len(tokens)
+        sentence = tokens[starts[s]:starts[s + 1]]
+        for i in range(len(sentence)):
+            contexts = np.array([sentence[p] for p in (i - 1, i + 1) if 0 <= p < len(sentence)], np.int32)
+            if len(contexts) == 0:
+                continue
+            if objective == "negative-sampling":
+                coef = np.empty((len(contexts), 3), np.float32)
+                kernels.sgns_update(sentence[i], contexts, len(contexts), np.zeros(2, np.int32), want_in,
+                                    want_out, np.float32(alpha), coef, np.empty((3, 5), np.float32))
+            else:
+                kernels.naive_softmax_update(sentence[i], contexts, len(contexts), want_in, want_out, alpha,
+                                             np.empty(8), np.empty(5, np.float32))
+    np.testing.assert_allclose(w_in, want_in, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(w_out, want_out, rtol=1e-6, atol=1e-7)

@@ -280,6 +280,31 @@ def test_gradcheck_restores_x_and_returns_the_error(rng):
     np.testing.assert_array_equal(x, before)
 
 
+def _nan_loss_left_of_zero(x):
+    """sum x^2 with a loss that is NaN once x[0] < 0: the numerical gradient at x[0] = 0 is NaN."""
+    return float(np.sum(x ** 2)) + (math.nan if x[0] < 0 else 0.0), 2 * x
+
+
+@pytest.mark.parametrize("where", [0, 3])  # index 0 first: a later finite error must not replace it
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_gradcheck_fails_on_a_non_finite_analytical_gradient(rng, where, bad):
+    def f(x):
+        grad = 2 * x
+        grad[where] = bad
+        return float(np.sum(x ** 2)), grad
+
+    with pytest.raises(GradientCheckError, match=rf"index \({where},\)"):
+        gradcheck(f, rng.normal(size=5))
+    assert gradcheck(f, rng.normal(size=5), tolerance=math.inf) == math.inf  # as run_gradcheck sees it
+
+
+def test_gradcheck_fails_on_a_non_finite_numerical_gradient(rng):
+    x = rng.normal(size=4)
+    x[0] = 0.0
+    with pytest.raises(GradientCheckError, match=r"index \(0,\)"):
+        gradcheck(_nan_loss_left_of_zero, x)
+
+
 def test_gradcheck_wants_float64_arrays():
     with pytest.raises(TypeError):
         gradcheck(lambda y: (float(np.sum(y)), np.ones_like(y)), np.ones(3, dtype=np.float32))

@@ -7,7 +7,7 @@ import pytest
 from tests.planted import group_precision, write_planted_corpus
 from trainer import artifact
 from trainer.__main__ import main
-from trainer.train import TrainConfig, make_jobs, train_vectors
+from trainer.train import TrainConfig, _Schedule, make_jobs, train_vectors
 
 SMALL = ["--dim", "24", "--epochs", "4", "--min-count", "1", "--quiet"]
 
@@ -69,9 +69,81 @@ def test_initialisation_follows_word2vec(planted):
 
 
 def test_jobs_cover_every_sentence_once():
+    # Sentences of 5, 2, 23, 1, 29 words: a boundary at the first sentence starting at or after 0, 10, 20...
     starts = np.array([0, 5, 7, 30, 31, 60], dtype=np.int64)
-    jobs = make_jobs(starts, 10)
-    assert jobs[0] == 0 and jobs[-1] == len(starts) - 1 and (np.diff(jobs) > 0).all()
+    np.testing.assert_array_equal(make_jobs(starts, 10), [0, 3, 5])
+    rng = np.random.default_rng(0)
+    for job_words in (1, 50, 100, 997, 10**6):
+        lengths = rng.integers(1, 31, 2000)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        jobs = make_jobs(starts, job_words)
+        assert jobs.dtype == np.int64 and jobs[0] == 0 and jobs[-1] == len(lengths) and (np.diff(jobs) > 0).all()
+        owner = np.repeat(np.arange(len(jobs) - 1), np.diff(jobs))  # the job of each sentence
+        assert len(owner) == len(lengths)  # every sentence in exactly one job
+        sizes = np.bincount(owner, weights=lengths).astype(np.int64)
+        assert sizes.sum() == lengths.sum()
+        # A job's ends lie within one sentence past multiples of job_words: sizes within a sentence of job_words.
+        assert (np.abs(sizes[:-1] - job_words) < lengths.max()).all()
+        assert 0 < sizes[-1] < job_words + lengths.max()
+        assert lengths.sum() / (job_words + lengths.max()) < len(sizes) <= np.ceil(lengths.sum() / job_words)
+
+
+def _all_tasks(config, job_words, threads=1):
+    """Every (epoch, job, alpha_lo, alpha_hi, seed) the shared schedule hands out, taken by `threads` threads."""
+    import threading
+    schedule = _Schedule(config, len(job_words), np.asarray(job_words), threading.Event())
+    tasks, lock = [], threading.Lock()
+
+    def take_all():
+        while (task := schedule.take()) is not None:
+            with lock:
+                tasks.append(task)
+    workers = [threading.Thread(target=take_all) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return tasks
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_learning_rate_falls_linearly_over_all_epochs(threads):
+    config = TrainConfig(alpha=0.05, epochs=3, workers=threads)
+    job_words = [7, 3, 10, 1, 9]  # 30 words an epoch, 90 in all
+    tasks = sorted(_all_tasks(config, job_words, threads), key=lambda t: -t[2])  # in the order handed out
+    assert [(epoch, job) for epoch, job, *_ in tasks] == [(e, j) for e in range(3) for j in range(5)]
+    words = np.concatenate([[0], np.cumsum(np.tile(job_words, 3))])  # words handed out before each job
+    expected = 0.05 - (0.05 - 0.05e-4) * words / 90
+    np.testing.assert_allclose([t[2] for t in tasks], expected[:-1], rtol=1e-12)
+    np.testing.assert_allclose([t[3] for t in tasks], expected[1:], rtol=1e-12)
+    assert tasks[0][2] == 0.05 and tasks[-1][3] == pytest.approx(0.05e-4, rel=1e-12)
+    assert tasks[5][2] == pytest.approx(0.05 - (0.05 - 0.05e-4) / 3)  # epoch 1 goes on from epoch 0's end
+
+
+def test_subsampling_is_drawn_afresh_each_epoch():
+    from trainer import kernels
+    # 400 distinct words, each kept with probability 1/2. A kept word is a context of its kept neighbour,
+    # so its row of w_in moves; a dropped one never does: the moved rows are the words kept.
+    n, epochs = 400, 4
+    tokens, starts = np.arange(n, dtype=np.int32), np.array([0, n], dtype=np.int64)
+    keep, accept, alias = np.full(n, 0.5, np.float32), np.ones(n, np.float32), np.arange(n, dtype=np.int32)
+    tasks = _all_tasks(TrainConfig(epochs=epochs, seed=3), [n])
+
+    def kept(seed):
+        rng = np.random.default_rng(0)
+        w_in = rng.normal(size=(n, 8)).astype(np.float32)
+        w_out = rng.normal(size=(n, 8)).astype(np.float32)
+        before = w_in.copy()
+        kernels.sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, 1, 2, 0.1, 0.1, seed,
+                         np.zeros(1, np.uint8))
+        return set(np.flatnonzero(np.any(w_in != before, axis=1)))
+    drawn = [kept(seed) for _, _, _, _, seed in tasks]
+    assert drawn[0] == kept(tasks[0][4])  # the same seed draws the same words: what differs is the draw
+    sd_kept, sd_both = np.sqrt(n * 0.25), np.sqrt(n * 0.25 * 0.75)
+    for a in range(epochs):
+        assert abs(len(drawn[a]) - n / 2) < 5 * sd_kept
+        for b in range(a):  # independent draws share about a quarter of the words, not half
+            assert abs(len(drawn[a] & drawn[b]) - n / 4) < 5 * sd_both
 
 
 @pytest.mark.parametrize("content, message", [
