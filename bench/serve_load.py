@@ -35,6 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the service and trainer packages
 
+from service import settings as service_settings  # noqa: E402
 from trainer import artifact  # noqa: E402
 
 LUA = """
@@ -110,6 +111,11 @@ def synthetic_model(folder: Path, size: int, dim: int, seed: int = 0) -> Path:
     counts = (1e8 / np.arange(1, size + 1)).astype(np.int64)
     return artifact.save(folder / f"synthetic-{size}x{dim}", [f"w{i}" for i in range(size)], counts, w_in, w_out,
                          {"objective": "negative-sampling", "source": {"synthetic": "bench/serve_load.py"}})
+
+
+# What a server serves once the tables it builds after its start (TABLES_LATER_MAX_COST) are served, built
+# before it is ready instead: the load is measured on that steady state, with no background build or HUP.
+STEADY_TABLES = {"SKIPGRAM_TABLES_MAX_COST": str(service_settings.DEFAULTS["TABLES_LATER_MAX_COST"])}
 
 
 def free_port() -> int:
@@ -228,7 +234,7 @@ def run(args, tmp: Path) -> None:
         return
     model = artifact.load(model_dir)
     env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(args.cache_dir),
-           "WEB_CONCURRENCY": str(args.workers)}
+           "WEB_CONCURRENCY": str(args.workers), **STEADY_TABLES}
     log, loads = tmp / "gunicorn.log", workload(list(model.words), model.dim)
     sample = random.Random(1).sample(list(model.words), min(300, model.vocab_size))
     print(f"model: {model_dir} ({model.vocab_size} words x {model.dim}); {args.workers} workers; "

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serve_load import ROOT, Server, run_in_temporary_folder, synthetic_model, wrk, workload
+from serve_load import ROOT, STEADY_TABLES, Server, run_in_temporary_folder, synthetic_model, wrk, workload
 from trainer import artifact
 
 CONCURRENCY = 32
@@ -55,7 +55,7 @@ def run(args, tmp: Path) -> None:
     items = [item for pair in zip(loads["GET /similar word (exact)"], loads["GET /context-probs"]) for item in pair]
     label = "GET /similar + GET /context-probs"
     env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(args.cache_dir),
-           "WEB_CONCURRENCY": str(args.workers)}
+           "WEB_CONCURRENCY": str(args.workers), **STEADY_TABLES}
     print(f"model: {model_dir} ({model.vocab_size} words x {model.dim}); {args.workers} workers; wrk: "
           f"{CONCURRENCY} connections, {label}, {args.duration} s per phase after a {args.warmup} s warm-up; "
           f"load average before: {os.getloadavg()[0]:.1f}\n", flush=True)
