@@ -164,6 +164,7 @@ class Embeddings:
         return list(zip(self._words.words(ids.tolist()), values.tolist()))
 
     def _name(self, pairs: list[tuple[int, float]]) -> list[tuple[str, float]]:
+        """(row, value) pairs -> (word, value) pairs."""
         return list(zip(self._words.words([i for i, _ in pairs]), [s for _, s in pairs]))
 
     def _similar_rows(self, row: int, k: int) -> list[tuple[int, float]]:

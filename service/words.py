@@ -100,11 +100,10 @@ class WordTable:
             raise WordTableError(f"word table does not hold {vocab_size} words")
         if (np.diff(offsets) <= 0).any() or (np.diff(self._hashes.astype(np.int64)) < 0).any():
             raise WordTableError("word table offsets or hashes out of order")
-        if rows.min() < 0 or rows.max() >= vocab_size or np.bincount(rows, minlength=vocab_size).max() != 1:
+        if not _is_permutation(rows, vocab_size):
             raise WordTableError("word table rows are not a permutation of the vocabulary")
         sorted_rows = self._sorted
-        if (len(sorted_rows) != vocab_size or sorted_rows.min() < 0 or sorted_rows.max() >= vocab_size
-                or np.bincount(sorted_rows, minlength=vocab_size).max() != 1):
+        if not _is_permutation(sorted_rows, vocab_size):
             raise WordTableError("word table byte order is not a permutation of the vocabulary")
         sample = np.linspace(0, vocab_size - 1, min(vocab_size, 1000)).astype(np.int64)
         if any(self.row(self.word(int(r))) != r for r in sample):  # hashes that match their words
@@ -112,3 +111,9 @@ class WordTable:
         pairs = np.unique(np.minimum(sample, vocab_size - 2)) if vocab_size > 1 else []
         if any(self._bytes(int(sorted_rows[at])) > self._bytes(int(sorted_rows[at + 1])) for at in pairs):
             raise WordTableError("word table byte order is out of order")
+
+
+def _is_permutation(rows: np.ndarray, size: int) -> bool:
+    """Whether `rows` holds each of 0..size-1 exactly once."""
+    return (len(rows) == size and (size == 0 or (rows.min() >= 0 and rows.max() < size))
+            and np.bincount(rows, minlength=size).max(initial=0) <= 1)

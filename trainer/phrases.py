@@ -6,13 +6,8 @@ Pass k counts over the output of pass k - 1, so that pass 2 can join a pass-1 ph
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -21,7 +16,7 @@ from trainer import phrase_kernels as kernels
 from trainer.encoding import IdSink
 from trainer.phrase_table import (DEFAULT_MAX_PAIRS, Phrase, PhraseConfig, PhraseTable, passes_threshold,
                                   score_pairs)
-from trainer.reader import CHUNK_BYTES, CorpusError, byte_pieces, check_corpus, compression
+from trainer.reader import CHUNK_BYTES, CorpusError, byte_pieces, check_corpus, compressing
 
 SPILL_TOKENS = 50_000_000  # beyond this many ids the corpus moves from RAM to a memory-mapped file
 
@@ -219,7 +214,7 @@ class EncodedText:
         and the tokens of a line are separated by one space."""
         buffer = np.empty(block_bytes, dtype=np.uint8)
         pos, line_start = 0, True
-        with _compressed(out, Path(name)) as sink:
+        with compressing(out, name) as sink:
             while pos < len(self.ids):
                 pos, written, line_start = kernels.render(self.ids, pos, self.words.arena, self.words.offsets,
                                                           buffer, line_start)
@@ -233,14 +228,3 @@ def learn_phrases(path: str | os.PathLike[str], config: PhraseConfig, progress: 
                   chunk_bytes: int = CHUNK_BYTES) -> tuple[PhraseTable, list[dict]]:
     """The phrase table of a corpus, and the report of each pass (see EncodedText.learn)."""
     return EncodedText(path, progress, chunk_bytes).learn(config)
-
-
-@contextmanager
-def _compressed(out: IO[bytes], name: Path) -> Iterator[IO[bytes]]:
-    kind = compression(name)
-    if kind == "plain":
-        yield out
-        return
-    with (gzip.GzipFile(fileobj=out, mode="wb", filename="", mtime=0) if kind == "gzip"
-          else bz2.BZ2File(out, "wb")) as stream:
-        yield stream

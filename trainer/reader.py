@@ -29,6 +29,19 @@ def compression(path: Path) -> str:
     return {".gz": "gzip", ".bz2": "bzip2"}.get(path.suffix.lower(), "plain")
 
 
+@contextmanager
+def compressing(out: IO[bytes], name: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """`out`, an open binary file, compressed as `name`'s suffix says (.gz, .bz2; the gzip header without
+    a name or time, so that equal contents give equal files)."""
+    kind = compression(Path(name))
+    if kind == "plain":
+        yield out
+        return
+    with (gzip.GzipFile(fileobj=out, mode="wb", filename="", mtime=0) if kind == "gzip"
+          else bz2.BZ2File(out, "wb")) as stream:
+        yield stream
+
+
 def open_stream(path: str | os.PathLike[str], what: str = "corpus") -> tuple[Path, IO[bytes], IO[bytes]]:
     """Open a file, decompressing by suffix; returns (path, file on disk, decompressed stream)."""
     path = Path(path)

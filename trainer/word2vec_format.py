@@ -7,9 +7,7 @@ of a vectors file are parsed by trainer.word2vec_read, this module's reading hal
 from __future__ import annotations
 
 import argparse
-import bz2
 import contextlib
-import gzip
 import os
 import sys
 from collections.abc import Callable
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.artifact import Model, ModelError, ModelWriter, atomic_file, check_replaceable, load, reporting_errors
-from trainer.reader import READ_ERRORS, compression, read_error
+from trainer.reader import READ_ERRORS, compressing, read_error
 from trainer.word2vec_read import VectorsFile, form_suffix, open_vectors
 
 EXPORT_ROWS = 4096  # rows formatted at a time
@@ -133,13 +131,8 @@ def _summary(read, unicode_errors: str) -> list[str]:
 @contextlib.contextmanager
 def _compressed(out: Path):
     """atomic_file, compressing by suffix (.gz, .bz2)."""
-    kind = compression(out)
-    with atomic_file(out) as f:
-        if kind == "plain":
-            yield f
-            return
-        with gzip.GzipFile(fileobj=f, mode="wb") if kind == "gzip" else bz2.BZ2File(f, "wb") as packed:
-            yield packed
+    with atomic_file(out) as f, compressing(f, out) as packed:
+        yield packed
 
 
 def _check_exportable(words, out: Path) -> None:
