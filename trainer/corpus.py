@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.encoding import FirstPass, IdSink, allocate_tokens, remap
-from trainer.reader import CHUNK_BYTES, CorpusError, check_corpus, iter_sentences, text_pieces
+from trainer import available_cores
+from trainer.encoding import (IdSink, allocate_tokens, merge_segments, read_segments, remap, sentence_ends,
+                              vocabulary)
+from trainer.reader import CHUNK_BYTES, CorpusError, check_corpus, iter_sentences
 from trainer.vocab import Vocabulary, VocabularyError
 from trainer.wikitext import clean_wiki_dump
 
@@ -43,24 +45,22 @@ class EncodedCorpus:
 def encode_corpus(path: str | os.PathLike[str], min_count: int = 5, max_vocab: int | None = None,
                   max_sentence_length: int = 10_000, max_types: int = 10_000_000,
                   workdir: str | os.PathLike[str] | None = None, progress: bool = False,
-                  chunk_bytes: int = CHUNK_BYTES) -> EncodedCorpus:
+                  chunk_bytes: int = CHUNK_BYTES, workers: int | None = None) -> EncodedCorpus:
     """Read a corpus once and return it as vocabulary ids with sentence offsets.
 
-    Each token gets a provisional id as it is read (counted per chunk); once the vocabulary is known a
-    lookup array turns provisional ids into final ones and drops the rest. Lines are sentences, cut every
-    ``max_sentence_length`` raw tokens. With ``workdir`` (or beyond SPILL_TOKENS tokens) the id arrays are
+    Each token gets a provisional id and is counted as it is read, by compiled code: a plain file is cut
+    into ``workers`` spans (default: the cores available) read by as many threads, whose word tables are
+    then merged. Once the vocabulary is known a lookup array turns provisional ids into final ones and
+    drops the rest. Lines are sentences, cut every ``max_sentence_length`` raw tokens. At most
+    ``max_types`` word types are held per thread (word2vec's ReduceVocab beyond). With ``workdir`` (or beyond SPILL_TOKENS tokens) the id arrays are
     memory-mapped files instead of RAM; ``workdir`` then holds TOKENS_FILE. Raises CorpusError.
     """
     if max_sentence_length < 1:
         raise ValueError(f"max_sentence_length must be at least 1, got {max_sentence_length}")
     size = check_corpus(path)
     with _workspace(workdir) as folder:
-        first = FirstPass(IdSink(folder, SPILL_TOKENS), max_sentence_length, max_types)
-        vocab, tokens, starts = _encode(path, first, min_count, max_vocab, folder, progress, chunk_bytes)
-    stats = {"raw_tokens": first.position, "kept_tokens": len(tokens), "sentences": len(starts) - 1,
-             "types_seen": len(first.ids), "pruned_types": first.pruned_types, "prunings": first.prunings,
-             "vocab_size": len(vocab), "input_bytes": size}
-    return EncodedCorpus(vocab, tokens, starts, first.position, stats)
+        return _encode(Path(path), size, min_count, max_vocab, max_sentence_length, max_types, folder,
+                       workers or available_cores(), progress, chunk_bytes)
 
 
 @contextmanager
@@ -83,33 +83,45 @@ def _workspace(workdir: str | os.PathLike[str] | None) -> Iterator[Path | None]:
         raise
 
 
-def _encode(path: str | os.PathLike[str], first: FirstPass, min_count: int, max_vocab: int | None,
-            folder: Path | None, progress: bool, chunk_bytes: int) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
-    """The pass over the text, then the vocabulary, then the final ids: (vocab, tokens, sentence_starts)."""
+def _encode(path: Path, size: int, min_count: int, max_vocab: int | None, limit: int, max_types: int,
+            folder: Path | None, workers: int, progress: bool, chunk_bytes: int) -> EncodedCorpus:
+    """The pass over the text, then the vocabulary, then the final ids."""
     target = None if folder is None else folder / TOKENS_FILE
+    sinks: list[IdSink] = []  # one per segment, each spilling to a file of its own
+
+    def make_sink() -> IdSink:
+        sinks.append(IdSink(folder, SPILL_TOKENS // workers))
+        return sinks[-1]
+
     try:
-        for text in text_pieces(path, chunk_bytes, progress):
-            first.feed(text)
-        first.finish()
-        if first.position == 0:
+        segments = read_segments(path, make_sink, limit, max_types, workers, chunk_bytes, progress)
+        raw_tokens = sum(segment.tokens for segment in segments)
+        if raw_tokens == 0:
             raise CorpusError(f"corpus is empty (no tokens): {path}")
+        table, maps, pruning = merge_segments(segments)
         try:
-            vocab, lookup = first.vocabulary(min_count, max_vocab)
+            vocab, lookup, types = vocabulary(table, min_count, max_vocab)
         except VocabularyError as error:
             raise CorpusError(f"{path}: {error}") from None
-        tokens = allocate_tokens(int(vocab.counts.sum()), target, first.sink.file is not None)
+        large = any(sink.file is not None for sink in sinks)
+        tokens = allocate_tokens(int(vocab.counts.sum()), target, large)
+        finals = [lookup[mapping] for mapping in maps]  # each segment's ids -> vocabulary ids
+        blocks = (final[block] for segment, final in zip(segments, finals) for block in segment.sink.blocks())
         try:
-            starts = remap(first.sink.blocks(), lookup, np.concatenate(first.ends), tokens)
+            starts = remap(blocks, sentence_ends(segments), tokens)
         except BaseException:
             if target is not None:
                 target.unlink(missing_ok=True)
             raise
     finally:
-        first.sink.close()
+        for sink in sinks:
+            sink.close()
     if target is not None:
         tokens.flush()
         tokens = np.load(target, mmap_mode="r")
-    return vocab, tokens, starts
+    stats = {"raw_tokens": raw_tokens, "kept_tokens": len(tokens), "sentences": len(starts) - 1,
+             "types_seen": types, **pruning, "vocab_size": len(vocab), "input_bytes": size}
+    return EncodedCorpus(vocab, tokens, starts, raw_tokens, stats)
 
 
 def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:

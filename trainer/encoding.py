@@ -1,17 +1,20 @@
-"""The one pass behind encode_corpus: text -> provisional ids and counts, then final ids by array lookup."""
+"""The first pass behind encode_corpus: bytes -> provisional ids and counts (compiled, a thread per span of
+the file), then one word table, the vocabulary, and final ids by array lookup."""
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from itertools import compress
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
-from trainer.reader import split_lines
-from trainer.vocab import Vocabulary, rank_vocabulary
+from trainer import token_kernels as kernels
+from trainer.reader import byte_pieces, compression, progress_bar, span_pieces, split_points
+from trainer.vocab import Vocabulary, rank_vocabulary, too_rare
 
 
 def cut_lines(starts: np.ndarray, ends: np.ndarray, limit: int) -> np.ndarray:
@@ -20,19 +23,6 @@ def cut_lines(starts: np.ndarray, ends: np.ndarray, limit: int) -> np.ndarray:
     first = np.repeat(np.cumsum(pieces) - pieces, pieces)
     within = np.arange(int(pieces.sum()), dtype=np.int64) - first
     return np.minimum(np.repeat(starts, pieces) + (within + 1) * limit, np.repeat(ends, pieces))
-
-
-class IdMap(dict):
-    """word -> provisional id; a new word takes the next id, and ids are never reused after pruning."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.next_id = 0
-
-    def __missing__(self, word: str) -> int:
-        self[word] = new = self.next_id
-        self.next_id += 1
-        return new
 
 
 class IdSink:
@@ -75,6 +65,19 @@ class IdSink:
         for start in range(0, self.size, block):
             yield ids[start:start + block]
 
+    def rewrite(self, mapping: np.ndarray) -> None:
+        """ids[i] = mapping[ids[i]] for every id held, where -1 indexes mapping's last entry."""
+        if self.file is None:
+            for chunk in self.chunks:
+                kernels.apply_mapping(chunk, mapping)
+            return
+        self.file.flush()
+        ids = np.memmap(self.file, dtype=np.int32, mode="r+", shape=(self.size,))
+        kernels.apply_mapping(ids, mapping)
+        ids.flush()
+        del ids
+        self.file.seek(0, os.SEEK_END)
+
     def close(self) -> None:
         """Release the ids (and delete their file)."""
         if self.file is not None:
@@ -83,91 +86,256 @@ class IdSink:
             self.path.unlink(missing_ok=True)
 
 
-class FirstPass:
-    """The one pass over the text: provisional ids into a sink, counts per id, sentence ends, bounded types."""
+def tokenizable(piece: bytes) -> np.ndarray:
+    """uint8 (B,) of a piece of text for WordTable.encode: non-ASCII whitespace made ASCII spaces."""
+    buf = np.frombuffer(piece, dtype=np.uint8)
+    if np.any(buf >= 0xC2):  # a character that may be non-ASCII whitespace
+        buf = kernels.wide_spaces_to_ascii(buf)
+    return buf
 
-    def __init__(self, sink: IdSink, limit: int, max_types: int) -> None:
+
+class WordTable:
+    """The distinct tokens of a text as bytes, each with its id and count, in arrays the kernels read
+    and grow (see trainer.token_kernels)."""
+
+    INITIAL_WORDS = 1 << 16  # words held before the arrays first grow
+
+    def __init__(self) -> None:
+        words = self.INITIAL_WORDS
+        self.arena = np.empty(16 * words, dtype=np.uint8)  # (A,) the words' bytes, one after another
+        self.offsets = np.zeros(words, dtype=np.int64)  # (>= W+1,) word w is arena[offsets[w]:offsets[w+1]]
+        self.slots = np.full((2 * words, 4), kernels.EMPTY, dtype=np.int64)  # (S, 4) hash table rows
+        self.sizes = np.zeros(3, dtype=np.int64)  # [W, bytes of arena used, scratch]
+
+    def __len__(self) -> int:
+        return int(self.sizes[0])
+
+    def encode(self, buf: np.ndarray, out: np.ndarray, pos: int = 0, written: int = 0,
+               max_words: int = 1 << 31) -> tuple[int, int]:
+        """Ids of the tokens of buf[pos:] (a tokenizable piece) into out int32 (>= B+1,) from out[written],
+        NEWLINE for each "\\n", each token counted. Returns (pos, written): pos < B when a new word came
+        while the table holds max_words words (forget some, call again)."""
+        while True:
+            pos, written, need = kernels.encode(buf, pos, out, written, self.arena, self.offsets, self.slots,
+                                                self.sizes, max_words)
+            if need <= 0:
+                return pos, written
+            self._make_room(need)
+
+    def add(self, words: list[bytes]) -> np.ndarray:
+        """int64 (n,): the ids of words (tokens without whitespace), each added if new."""
+        out = np.empty(sum(map(len, words)) + len(words) + 1, dtype=np.int32)
+        if self.encode(np.frombuffer(b" ".join(words), dtype=np.uint8), out)[1] != len(words):
+            raise ValueError("a word to add holds whitespace or is empty")
+        return out[:len(words)].astype(np.int64)
+
+    def bytes_of(self, ids: np.ndarray) -> list[bytes]:
+        arena = memoryview(self.arena)
+        return [bytes(arena[lo:hi]) for lo, hi in zip(self.offsets[ids].tolist(), self.offsets[ids + 1].tolist())]
+
+    def counts(self) -> np.ndarray:
+        """int64 (W,): how many times each word was counted."""
+        return kernels.counts_of(self.slots, len(self))
+
+    def forget(self, min_reduce: int) -> np.ndarray:
+        """Forget the words counted at most min_reduce times (the others take ids 0..k-1 in order);
+        returns int32 (W + 1,): old id -> new id or -1, and -1 for -1 (the last entry)."""
+        return kernels.forget(self.arena, self.offsets, self.slots, self.sizes, min_reduce)
+
+    def merge(self, other: WordTable) -> np.ndarray:
+        """Add another table's words and counts; returns int32 (W2 + 1,): its ids -> ids here, -1 -> -1."""
+        rows = kernels.rows_by_id(other.slots, len(other))
+        mapping = np.full(len(other) + 1, -1, dtype=np.int32)
+        start = 0
+        while True:
+            start, need = kernels.merge(self.arena, self.offsets, self.slots, self.sizes, other.arena,
+                                        other.offsets, rows, start, mapping)
+            if not need:
+                return mapping
+            self._make_room(need)
+
+    def _make_room(self, need: int) -> None:
+        n, used = len(self), int(self.sizes[1])
+        if used + need > len(self.arena):
+            self.arena = _grown(self.arena, max(2 * len(self.arena), used + need))
+        if n + 2 > len(self.offsets):
+            self.offsets = _grown(self.offsets, 2 * len(self.offsets))
+        if 4 * (n + 1) > 3 * len(self.slots):
+            slots = np.full((2 * len(self.slots), 4), kernels.EMPTY, dtype=np.int64)
+            kernels.rehash(self.slots, slots)
+            self.slots = slots
+
+
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    grown = np.zeros(size, dtype=array.dtype)
+    grown[:len(array)] = array
+    return grown
+
+
+class Segment:
+    """One stretch of the text, read by one thread: its word table, its provisional ids (in a sink) and
+    where its sentences end. Memory is bounded: when a new word comes while ``max_types`` are held, the
+    words counted at most min_reduce times are forgotten (word2vec's ReduceVocab; min_reduce then grows
+    by one), and the ids already read follow (forgotten ones become -1)."""
+
+    def __init__(self, sink: IdSink, limit: int, max_types: int, first: bool) -> None:
         self.sink, self.limit, self.max_types = sink, limit, max_types
-        self.ids = IdMap()
-        self.counts = np.zeros(1 << 16, dtype=np.int64)  # (next_id,) occurrences per provisional id
-        self.uncounted: list[np.ndarray] = []
-        self.uncounted_size = 0
-        self.ends: list[np.ndarray] = []  # int64 raw positions where sentences end (lines, after cutting)
-        self.position = self.line_start = 0
+        self.table = WordTable()
+        # [tokens so far, tokens of the open line, first line open, where the first line ended]
+        self.state = np.array([0, 0, 0 if first else 1, -1], dtype=np.int64)
+        self.ends: list[np.ndarray] = []  # int64 positions in the segment where sentences end
+        self.out = np.empty(0, dtype=np.int32)
         self.min_reduce, self.pruned_types, self.prunings = 1, 0, 0
 
-    def feed(self, text: str) -> None:
-        """Take a piece of text that ends at whitespace (the last line may continue in the next piece)."""
-        tokens, lengths = split_lines(text)
-        ids = np.array(list(map(self.ids.__getitem__, tokens)), dtype=np.int32)
-        self.sink.append(ids)
-        self.uncounted.append(ids)
-        self.uncounted_size += len(ids)
-        self._close_lines(self.position + np.cumsum(lengths[:-1], dtype=np.int64))
-        self.position += len(ids)
-        if self.uncounted_size >= max(self.ids.next_id, 1 << 22):  # amortises bincount's O(next_id)
-            self._count()
-        if len(self.ids) > self.max_types:
-            self._count()
-            while len(self.ids) > self.max_types:
-                self._prune()
+    def feed(self, piece: bytes) -> None:
+        """Take a piece of text that ends at whitespace (its last line may go on in the next piece)."""
+        buf = tokenizable(piece)
+        if len(self.out) < len(buf) + 1:
+            self.out = np.empty(len(buf) + 1, dtype=np.int32)
+        pos = written = 0
+        while True:
+            pos, written = self.table.encode(buf, self.out, pos, written, self.max_types)
+            if pos == len(buf):
+                break
+            self._keep(written)
+            written = 0
+            while len(self.table) >= self.max_types:
+                self._forget()
+        self._keep(written)
 
-    def finish(self) -> None:
-        """Close the last line and bring the counts up to date."""
-        self._close_lines(np.array([self.position], dtype=np.int64))
-        self._count()
+    def _keep(self, written: int) -> None:
+        ends = np.empty(written + 1, dtype=np.int64)
+        kept, n_ends = kernels.split_sentences(self.out, written, self.limit, self.state, ends, 0)
+        self.sink.append(self.out[:kept].copy())
+        if n_ends:
+            self.ends.append(ends[:n_ends])
 
-    def _close_lines(self, ends: np.ndarray) -> None:
-        if len(ends):
-            starts = np.concatenate(([self.line_start], ends[:-1]))
-            self.ends.append(cut_lines(starts, ends, self.limit))
-            self.line_start = int(ends[-1])
-
-    def _count(self) -> None:
-        if not self.uncounted:
-            return
-        counted = np.bincount(np.concatenate(self.uncounted), minlength=self.ids.next_id)
-        if len(self.counts) < len(counted):
-            grown = np.zeros(max(len(counted), 2 * len(self.counts)), dtype=np.int64)
-            grown[:len(self.counts)] = self.counts
-            self.counts = grown
-        self.counts[:len(counted)] += counted
-        self.uncounted, self.uncounted_size = [], 0
-
-    def _prune(self) -> None:
-        """word2vec's ReduceVocab: forget types seen at most min_reduce times; their ids map to 'dropped'."""
-        words = list(self.ids)
-        provisional = np.fromiter(self.ids.values(), dtype=np.int64, count=len(words))
-        doomed = self.counts[provisional] <= self.min_reduce
-        for word in compress(words, doomed.tolist()):
-            del self.ids[word]
-        self.pruned_types += int(doomed.sum())
+    def _forget(self) -> None:
+        before = len(self.table)
+        self.sink.rewrite(self.table.forget(self.min_reduce))
+        self.pruned_types += before - len(self.table)
         self.prunings += 1
         self.min_reduce += 1
 
-    def vocabulary(self, min_count: int, max_vocab: int | None) -> tuple[Vocabulary, np.ndarray]:
-        """The vocabulary, and ``lookup`` int32 (next_id,): provisional id -> final id, -1 when dropped."""
-        words = list(self.ids)
-        provisional = np.fromiter(self.ids.values(), dtype=np.int64, count=len(words))
-        vocab, positions = rank_vocabulary(words, self.counts[provisional], min_count, max_vocab)
-        lookup = np.full(self.ids.next_id, -1, dtype=np.int32)
-        lookup[provisional[positions]] = np.arange(len(vocab), dtype=np.int32)
-        return vocab, lookup
+    @property
+    def tokens(self) -> int:
+        return int(self.state[0])
 
 
-def remap(blocks: Iterator[np.ndarray], lookup: np.ndarray, ends: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Final ids of the kept tokens into ``out`` int32 (T,); returns sentence_starts int64 (S+1,).
+def read_segments(path: Path, make_sink: Callable[[], IdSink], limit: int, max_types: int, workers: int,
+                  chunk_bytes: int, progress: bool) -> list[Segment]:
+    """The first pass: a plain file cut into up to ``workers`` spans read by as many threads (the kernels
+    release the GIL), a compressed one in one stream. Raises CorpusError."""
+    if compression(path) != "plain" or workers < 2:
+        segment = Segment(make_sink(), limit, max_types, first=True)
+        for piece in byte_pieces(path, chunk_bytes, progress):
+            segment.feed(piece)
+        return [segment]
+    points = split_points(path, workers)
+    segments = [Segment(make_sink(), limit, max_types, first=i == 0) for i in range(len(points) - 1)]
+    stop = threading.Event()
+
+    def read(i: int, bar: Any) -> None:
+        advance = None if bar is None else bar.update
+        for piece in span_pieces(path, points[i], points[i + 1], chunk_bytes, advance):
+            if stop.is_set():
+                return
+            segments[i].feed(piece)
+
+    with progress_bar(progress, points[-1], path.name) as bar, ThreadPoolExecutor(len(segments)) as pool:
+        futures = [pool.submit(read, i, bar) for i in range(len(segments))]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            stop.set()
+    return segments
+
+
+def merge_segments(segments: list[Segment]) -> tuple[WordTable, list[np.ndarray], dict[str, int]]:
+    """One word table for all segments (the first's, with the others' words and counts added, then
+    bounded again), each segment's map from its ids to the table's (int32, -1 -> -1), and the pruning
+    counts."""
+    table = segments[0].table
+    maps = [np.append(np.arange(len(table), dtype=np.int32), np.int32(-1))]
+    maps += [table.merge(segment.table) for segment in segments[1:]]
+    stats = {"pruned_types": sum(s.pruned_types for s in segments), "prunings": sum(s.prunings for s in segments)}
+    min_reduce = max(s.min_reduce for s in segments)
+    while len(table) > segments[0].max_types:
+        before = len(table)
+        mapping = table.forget(min_reduce)
+        maps = [mapping[m] for m in maps]
+        stats["pruned_types"] += before - len(table)
+        stats["prunings"] += 1
+        min_reduce += 1
+    return table, maps, stats
+
+
+def sentence_ends(segments: list[Segment]) -> np.ndarray:
+    """int64 (R,): the increasing positions in the whole text where sentences end. A segment's first
+    line may continue the previous segment's last one: such a line is cut here, where its start is known."""
+    parts: list[np.ndarray] = []
+    offset, open_start = 0, None  # open_start: where a line that is still open began
+    for segment in segments:
+        tokens, open_tokens, first_open, first_end = segment.state.tolist()
+        own = [offset + ends for ends in segment.ends]
+        if first_open or first_end >= 0:  # a later segment: its first line joins the open one
+            start = offset if open_start is None else open_start
+            if first_open:  # no line ended in this segment
+                open_start = start
+                offset += tokens
+                continue
+            parts.append(cut_lines(np.array([start]), np.array([offset + first_end]), segment.limit))
+        parts += own
+        open_start = offset + tokens - open_tokens if open_tokens else None
+        offset += tokens
+    if open_start is not None and open_start < offset:
+        parts.append(cut_lines(np.array([open_start]), np.array([offset]), segments[-1].limit))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def vocabulary(table: WordTable, min_count: int, max_vocab: int | None) -> tuple[Vocabulary, np.ndarray, int]:
+    """The vocabulary of a table's words, ``lookup`` int32 (W + 1,): table id -> vocabulary id, -1 when
+    dropped (and for -1), and the number of distinct types. Words are decoded as UTF-8 with U+FFFD for
+    invalid bytes, so byte strings that decode alike are one type, counted together."""
+    counts = table.counts()
+    maybe_merged = kernels.non_ascii_words(table.arena, table.offsets, len(table))
+    candidates = np.flatnonzero((counts >= max(min_count, 1)) | maybe_merged)
+    words = [word.decode("utf-8", errors="replace") for word in table.bytes_of(candidates)]
+    totals, members = counts[candidates], np.arange(len(candidates))
+    merged = 0
+    if maybe_merged.any():
+        first: dict[str, int] = {}
+        for i in np.flatnonzero(maybe_merged[candidates]).tolist():
+            members[i] = first.setdefault(words[i], i)
+        duplicate = members != np.arange(len(candidates))
+        merged = int(duplicate.sum())
+        if merged:
+            totals = np.bincount(members, weights=totals, minlength=len(candidates)).astype(np.int64)
+            totals[duplicate] = 0  # (counted in their first)
+    if not len(totals) or totals.max() < min_count:
+        raise too_rare(min_count, len(table) - merged, int(max(counts.max(), totals.max(initial=0))))
+    vocab, positions = rank_vocabulary(words, totals, min_count, max_vocab)
+    final = np.full(len(candidates), -1, dtype=np.int32)
+    final[positions] = np.arange(len(vocab), dtype=np.int32)
+    lookup = np.full(len(table) + 1, -1, dtype=np.int32)
+    lookup[candidates] = final[members]
+    return vocab, lookup, len(table) - merged
+
+
+def remap(blocks: Iterator[np.ndarray], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The kept tokens of ``blocks`` (int32 final ids in corpus order, -1 for a dropped token) into ``out``
+    int32 (T,); returns sentence_starts int64 (S+1,).
 
     ``ends`` int64 (R,) are the increasing raw positions where sentences end; sentences left empty vanish.
     """
     kept_at = np.empty(len(ends), dtype=np.int64)  # kept tokens before each raw sentence end
     start = written = done = 0
-    for block in blocks:
-        final = lookup[block]
+    for final in blocks:
         keep = final >= 0
         kept = final[keep]
         out[written:written + len(kept)] = kept
-        stop = start + len(block)
+        stop = start + len(final)
         upto = int(np.searchsorted(ends, stop, side="right"))  # ends in (start, stop]
         if upto > done:
             kept_at[done:upto] = written + np.cumsum(keep, dtype=np.int64)[ends[done:upto] - start - 1]

@@ -13,7 +13,7 @@ from typing import IO
 import numpy as np
 
 from trainer import phrase_kernels as kernels
-from trainer.encoding import IdSink
+from trainer.encoding import IdSink, WordTable, tokenizable
 from trainer.phrase_table import (DEFAULT_MAX_PAIRS, Phrase, PhraseConfig, PhraseTable, passes_threshold,
                                   score_pairs)
 from trainer.reader import CHUNK_BYTES, CorpusError, byte_pieces, check_corpus, compressing
@@ -24,60 +24,6 @@ SPILL_TOKENS = 50_000_000  # beyond this many ids the corpus moves from RAM to a
 def capacity_for(pairs: int) -> int:
     """The smallest power-of-two table that holds ``pairs`` pairs at a load of at most 3/4."""
     return 1 << max(4, math.ceil(math.log2(pairs * 4 / 3)))
-
-
-class Words:
-    """The distinct tokens of a corpus as bytes, each with its id, in arrays the kernels read and grow."""
-
-    def __init__(self) -> None:
-        self.arena = np.empty(1 << 20, dtype=np.uint8)  # (A,) the words' bytes, one after another
-        self.offsets = np.zeros(1 << 16, dtype=np.int64)  # (>= W+1,) word w is arena[offsets[w]:offsets[w+1]]
-        self.hashes = np.empty(1 << 16, dtype=np.uint64)  # (>= W,) FNV-1a hash of each word
-        self.slots = np.full(1 << 17, kernels.EMPTY, dtype=np.int64)  # (S,) hash table: slot -> word id
-        self.sizes = np.zeros(2, dtype=np.int64)  # [W, bytes of arena used]
-
-    def __len__(self) -> int:
-        return int(self.sizes[0])
-
-    def encode(self, buf: np.ndarray, out: np.ndarray) -> int:
-        """Ids of the tokens of buf uint8 (B,) into out int32 (>= B+1,); returns how many were written."""
-        if np.any(buf >= 0xC2):  # a character that may be non-ASCII whitespace
-            buf = kernels.wide_spaces_to_ascii(buf)
-        pos = written = 0
-        while True:
-            pos, written, need = kernels.encode(buf, pos, out, written, self.arena, self.offsets, self.hashes,
-                                                self.slots, self.sizes)
-            if not need:
-                return written
-            self._make_room(need)
-
-    def add(self, words: list[bytes]) -> np.ndarray:
-        """int64 (n,): the ids of words (tokens without whitespace), each added if new."""
-        out = np.empty(sum(map(len, words)) + len(words) + 1, dtype=np.int32)
-        if self.encode(np.frombuffer(b" ".join(words), dtype=np.uint8), out) != len(words):
-            raise ValueError("a word to add holds whitespace or is empty")
-        return out[:len(words)].astype(np.int64)
-
-    def bytes_of(self, ids: np.ndarray) -> list[bytes]:
-        arena = memoryview(self.arena)
-        return [bytes(arena[lo:hi]) for lo, hi in zip(self.offsets[ids].tolist(), self.offsets[ids + 1].tolist())]
-
-    def _make_room(self, need: int) -> None:
-        n, used = len(self), int(self.sizes[1])
-        if used + need > len(self.arena):
-            self.arena = _grown(self.arena, max(2 * len(self.arena), used + need))
-        if n + 2 > len(self.offsets):
-            self.offsets = _grown(self.offsets, 2 * len(self.offsets))
-            self.hashes = _grown(self.hashes, 2 * len(self.hashes))
-        if 2 * (n + 1) > len(self.slots):
-            self.slots = np.full(2 * len(self.slots), kernels.EMPTY, dtype=np.int64)
-            kernels.rehash_words(self.hashes, n, self.slots)
-
-
-def _grown(array: np.ndarray, size: int) -> np.ndarray:
-    grown = np.zeros(size, dtype=array.dtype)
-    grown[:len(array)] = array
-    return grown
 
 
 class PairCounter:
@@ -149,13 +95,13 @@ class EncodedText:
     def __init__(self, path: str | os.PathLike[str], progress: bool = False, chunk_bytes: int = CHUNK_BYTES,
                  spill_at: int = SPILL_TOKENS) -> None:
         check_corpus(path)
-        self.words = Words()
+        self.words = WordTable()
         sink = IdSink(None, spill_at)
         out = np.empty(0, dtype=np.int32)
         for piece in byte_pieces(path, chunk_bytes, progress):
             if len(out) < len(piece) + 1:
                 out = np.empty(len(piece) + 1, dtype=np.int32)
-            written = self.words.encode(np.frombuffer(piece, dtype=np.uint8), out)
+            written = self.words.encode(tokenizable(piece), out)[1]
             sink.append(out[:written].copy())
         if sink.file is None:
             self.ids = np.concatenate(sink.chunks) if sink.chunks else np.zeros(0, dtype=np.int32)

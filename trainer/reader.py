@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -121,20 +121,64 @@ def byte_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
     text8-style file (one line of hundreds of MB) is never held whole. Read errors become CorpusError.
     """
     path, raw, stream = open_stream(path)
-    carry: list[bytes] = []  # the bytes after the last whitespace so far: the start of a token
     try:
         with raw, stream, progress_bar(progress, os.fstat(raw.fileno()).st_size, path.name) as bar:
-            for block in iter(lambda: stream.read(chunk_bytes), b""):
-                cut = max(map(block.rfind, _WHITESPACE)) + 1  # 0 when the block holds no whitespace
-                if cut:
-                    yield b"".join([*carry, block[:cut]])
-                    carry = []
-                carry.append(block[cut:])
-                if bar is not None:
-                    bar.update(raw.tell() - bar.n)
-            yield b"".join(carry)
+            advance = None if bar is None else (lambda _: bar.update(raw.tell() - bar.n))
+            yield from _cut_at_whitespace(iter(lambda: stream.read(chunk_bytes), b""), advance)
     except READ_ERRORS as error:
         raise read_error(path, error) from None
+
+
+def span_pieces(path: Path, start: int, stop: int, chunk_bytes: int = CHUNK_BYTES,
+                advance: Callable[[int], object] | None = None) -> Iterator[bytes]:
+    """byte_pieces of bytes [start, stop) of a plain file, where start and stop follow whitespace (see
+    split_points); ``advance(n)`` is called with the number of bytes of each chunk read."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(start)
+            left = stop - start
+
+            def read() -> bytes:
+                nonlocal left
+                block = file.read(min(chunk_bytes, left))
+                left -= len(block)
+                return block
+
+            yield from _cut_at_whitespace(iter(read, b""), advance)
+    except READ_ERRORS as error:
+        raise read_error(path, error) from None
+
+
+def split_points(path: Path, parts: int) -> list[int]:
+    """Offsets 0 = o_0 < o_1 < ... < o_k = size (k <= parts) cutting a plain file into spans of about equal
+    size, each cut right after an ASCII whitespace byte, so that no token is split."""
+    points = [0]
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            for part in range(1, parts):
+                file.seek(max(part * size // parts, points[-1]))
+                while block := file.read(1 << 16):
+                    cut = min((i for i in map(block.find, _WHITESPACE) if i >= 0), default=-1)
+                    if cut >= 0:
+                        points.append(file.tell() - len(block) + cut + 1)
+                        break
+    except READ_ERRORS as error:
+        raise read_error(path, error) from None
+    return sorted(set(points) - {size}) + [size]
+
+
+def _cut_at_whitespace(blocks: Iterator[bytes], advance: Callable[[int], object] | None) -> Iterator[bytes]:
+    carry: list[bytes] = []  # the bytes after the last whitespace so far: the start of a token
+    for block in blocks:
+        cut = max(map(block.rfind, _WHITESPACE)) + 1  # 0 when the block holds no whitespace
+        if cut:
+            yield b"".join([*carry, block[:cut]])
+            carry = []
+        carry.append(block[cut:])
+        if advance is not None:
+            advance(len(block))
+    yield b"".join(carry)
 
 
 def split_lines(text: str) -> tuple[list[str], list[int]]:

@@ -16,18 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import artifact
+from trainer import artifact, available_cores
 
 OBJECTIVES = ("negative-sampling", "naive-softmax")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-
-def _cores() -> int:
-    """The cores this process may use (os.sched_getaffinity does not exist on macOS)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _flag(default, help_text, **argparse_options):
@@ -48,7 +41,7 @@ class TrainConfig:
     max_vocab: int | None = _flag(None, "keep at most this many most frequent words (default: no limit)")
     alpha: float = _flag(0.025, "initial learning rate; decays linearly to ALPHA * 1e-4 over all epochs")
     epochs: int = _flag(5, "passes over the corpus")
-    workers: int = _flag(_cores(), "training threads (lock-free Hogwild updates)")
+    workers: int = _flag(available_cores(), "training threads (lock-free Hogwild updates)")
     seed: int = _flag(1, "random seed; with --workers 1 a seed reproduces a run bit for bit")
     max_softmax_vocab: int = _flag(20_000, "largest vocabulary the naive-softmax objective accepts")
     max_sentence_length: int = _flag(10_000, "longer lines are cut into pieces of this many tokens")
@@ -280,7 +273,7 @@ def run_train(args) -> int:
         _check_writable(out)
         corpus = encode_corpus(args.corpus, min_count=config.min_count, max_vocab=config.max_vocab,
                                max_sentence_length=config.max_sentence_length, workdir=args.workdir,
-                               progress=not args.quiet)
+                               progress=not args.quiet, workers=config.workers)
         if config.objective == "naive-softmax" and len(corpus.vocab) > config.max_softmax_vocab:
             raise ValueError(f"the naive-softmax objective costs O(V) per word: vocabulary of "
                              f"{len(corpus.vocab)} words exceeds --max-softmax-vocab {config.max_softmax_vocab} "

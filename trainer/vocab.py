@@ -87,6 +87,12 @@ class Vocabulary:
     __hash__ = None  # type: ignore[assignment]
 
 
+def too_rare(min_count: int, types: int, most: int) -> VocabularyError:
+    """The error for a corpus whose words all occur fewer than min_count times."""
+    return VocabularyError(f"no word occurs at least min_count={min_count} times ({types} types seen, the "
+                           f"most frequent occurs {most} times); lower min_count")
+
+
 def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5,
                     max_vocab: int | None = None) -> tuple[Vocabulary, np.ndarray]:
     """Vocabulary of the words counted at least ``min_count`` times, and where its words sit in the input.
@@ -101,10 +107,7 @@ def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5
         raise ValueError(f"max_vocab must be at least 1 (or None for no limit), got {max_vocab}")
     candidates = np.flatnonzero(counts >= max(min_count, 1))
     if len(candidates) == 0:
-        most = int(counts.max()) if len(counts) else 0
-        raise VocabularyError(
-            f"no word occurs at least min_count={min_count} times "
-            f"({len(counts)} types seen, the most frequent occurs {most} times); lower min_count")
+        raise too_rare(min_count, len(counts), int(counts.max()) if len(counts) else 0)
     # Two stable sorts make the order (count descending, then word): first by word, then by count.
     by_word = np.array(sorted(candidates.tolist(), key=words.__getitem__), dtype=np.int64)
     positions = by_word[np.argsort(-counts[by_word], kind="stable")]

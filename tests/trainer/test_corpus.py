@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import corpus, reader
+from trainer import corpus, encoding, reader
 from trainer.__main__ import main
 from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus, iter_sentences
 from trainer.vocab import build_vocabulary
@@ -78,10 +78,12 @@ def text_file(tmp_path) -> Path:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chunk_bytes", [1, 7, 64, corpus.CHUNK_BYTES])
 @pytest.mark.parametrize("limit", [3, 10_000])
-def test_encoding_matches_the_reference(tmp_path, seed, chunk_bytes, limit):
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_encoding_matches_the_reference(tmp_path, seed, chunk_bytes, limit, workers):
     data = random_text(seed).encode()
     path = write(tmp_path / "c.txt", data)
-    encoded = encode_corpus(path, min_count=2, max_sentence_length=limit, chunk_bytes=chunk_bytes)
+    encoded = encode_corpus(path, min_count=2, max_sentence_length=limit, chunk_bytes=chunk_bytes,
+                            workers=workers)
     words, ids, starts = reference(data, 2, limit)
     assert encoded.vocab.words == words
     assert encoded.tokens.dtype == np.int32 and encoded.tokens.tolist() == ids
@@ -157,16 +159,82 @@ def test_non_utf8_bytes_are_replaced(tmp_path):
     assert next(iter_sentences(path)) == ["caf\ufffd", "caf\ufffd", "ok", "\ufffd\ufffd", "ok"]
 
 
+def many_types_text(seed: int, lines: int, words_per_line: int, types: int) -> str:
+    """Lines of words drawn from a Zipf law over ``types`` words of 1 to 20 letters (some longer than the
+    8 bytes a table row holds inline, some sharing their first 8), and a few multi-byte ones."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghij"))
+    vocabulary = ["".join(rng.choice(letters, int(n))) for n in rng.integers(1, 21, types)]
+    vocabulary += ["abcdefgh", "abcdefghi", "abcdefghij" * 3, "日本語", "naïveté"]
+    ranks = np.minimum(rng.zipf(1.2, size=(lines, words_per_line)) - 1, len(vocabulary) - 1)
+    cut = rng.integers(0, words_per_line + 1, lines)  # uneven lines, some empty
+    return "".join(" ".join(vocabulary[r] for r in row[:n]) + "\n" for row, n in zip(ranks, cut))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("limit", [7, 10_000])
+def test_many_types_grow_the_word_table_and_match_the_reference(monkeypatch, tmp_path, workers, limit):
+    monkeypatch.setattr(encoding.WordTable, "INITIAL_WORDS", 16)  # grown many times
+    data = many_types_text(5, lines=3000, words_per_line=40, types=30_000).encode()
+    path = write(tmp_path / "c.txt", data)
+    encoded = encode_corpus(path, min_count=2, max_sentence_length=limit, chunk_bytes=1 << 14, workers=workers)
+    words, ids, starts = reference(data, 2, limit)
+    assert encoded.vocab.words == words
+    assert encoded.tokens.tolist() == ids and encoded.sentence_starts.tolist() == starts
+    assert encoded.stats["types_seen"] == len(set(data.decode().split())) > 5_000
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_text8_style_line_split_between_threads_is_cut_as_one_line(tmp_path, workers):
+    data = (" ".join(f"w{i % 13}" for i in range(10_007)) + " ").encode()  # one line, no newline
+    path = write(tmp_path / "t8", data)
+    encoded = encode_corpus(path, min_count=1, max_sentence_length=1000, chunk_bytes=997, workers=workers)
+    assert encoded.sentence_starts.tolist() == [*range(0, 10_001, 1000), 10_007]
+    assert encoded.tokens.tolist() == reference(data, 1, 1000)[1]
+
+
+def test_invalid_utf8_spellings_that_decode_alike_are_one_word(tmp_path):
+    data = b"caf\xe9 caf\xe8 caf\xef\xbf\xbd ok ok\ncaf\xe9 ok x\n"  # three spellings of "caf\ufffd"
+    encoded = encode_corpus(write(tmp_path / "c.txt", data), min_count=2)
+    words, ids, starts = reference(data, 2, 10_000)
+    assert encoded.vocab.words == words == ("caf\ufffd", "ok") and encoded.vocab.counts.tolist() == [4, 3]
+    assert encoded.tokens.tolist() == ids and encoded.stats["types_seen"] == 3
+
+
 def test_bounded_types_prune_rare_words(tmp_path):
     lines = [f"the cat {' '.join(f'r{i}_{j}' for j in range(5))}" for i in range(100)]
     text = "again " + "\n".join(lines) + "\nagain again again the\n"
     path = write(tmp_path / "c.txt", text)
-    encoded = encode_corpus(path, min_count=2, max_types=20, chunk_bytes=64)
+    encoded = encode_corpus(path, min_count=2, max_types=20, chunk_bytes=64, workers=1)
     assert encoded.vocab.words == ("the", "cat", "again")
     assert encoded.vocab.counts.tolist() == [101, 100, 3]  # the first "again" was pruned, then counted anew
     assert encoded.tokens.tolist() == [0, 1] * 100 + [2, 2, 2, 0]
     assert encoded.stats["pruned_types"] >= 400 and encoded.stats["prunings"] > 0
-    assert encoded.stats["types_seen"] <= 20 + 64
+    assert encoded.stats["types_seen"] <= 20
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("spill", [False, True])
+def test_bounded_types_across_threads_keep_frequent_words_exact(monkeypatch, tmp_path, workers, spill):
+    if spill:  # the ids already read are rewritten in their memory-mapped files too
+        monkeypatch.setattr(corpus, "SPILL_TOKENS", 100)
+    data = many_types_text(6, lines=2000, words_per_line=30, types=20_000).encode()
+    path = write(tmp_path / "c.txt", data)
+    encoded = encode_corpus(path, min_count=50, max_types=500, chunk_bytes=1 << 12, workers=workers)
+    words, ids, starts = reference(data, 50, 10_000)
+    assert encoded.stats["prunings"] > 0 and encoded.stats["types_seen"] <= 500
+    exact = dict(zip(words, reference_counts(data, words)))
+    frequent = [w for w in words if exact[w] >= 500]  # counted from their first occurrences on
+    assert len(frequent) > 5
+    got = dict(zip(encoded.vocab.words, encoded.vocab.counts.tolist()))
+    assert all(got[w] == exact[w] for w in frequent)
+    assert set(encoded.vocab.words) <= set(words)
+    assert encoded.raw_tokens == len(data.split()) and encoded.stats["kept_tokens"] == len(encoded.tokens)
+
+
+def reference_counts(data: bytes, words: tuple[str, ...]) -> list[int]:
+    counts = Counter(data.decode().split())
+    return [counts[w] for w in words]
 
 
 def test_workdir_memmaps_give_the_same_arrays(tmp_path, text_file):
