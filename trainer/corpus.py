@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from trainer.encoding import FirstPass, IdSink, allocate_tokens, remap
-from trainer.reader import CHUNK_BYTES, CorpusError, check_corpus, iter_sentences, text_pieces
+from trainer.reader import CHUNK_BYTES, CorpusError, check_corpus, text_pieces
 from trainer.vocab import Vocabulary, VocabularyError
 from trainer.wikitext import clean_wiki_dump
 
-__all__ = ["CorpusError", "EncodedCorpus", "clean_wiki_dump", "encode_corpus", "iter_sentences",
-           "add_corpus_arguments", "run_corpus"]
+__all__ = ["CorpusError", "EncodedCorpus", "clean_wiki_dump", "encode_corpus", "add_corpus_arguments",
+           "run_corpus"]
 
 SPILL_TOKENS = 50_000_000  # beyond this many tokens the id arrays move from RAM to memory-mapped files
 TOKENS_FILE = "corpus-tokens.npy"  # the final ids inside a workdir

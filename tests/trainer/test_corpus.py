@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trainer.reference import WordCounter, build_vocabulary, iter_sentences
 from trainer import corpus, reader
 from trainer.__main__ import main
-from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus, iter_sentences
-from trainer.vocab import build_vocabulary
+from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus
 from trainer.wikitext import wikitext_to_text
 
 WORDS = ["the", "of", "and", "cat", "sat", "on", "mat", "café", "naïve", "日本", "x"]
@@ -167,6 +167,17 @@ def test_bounded_types_prune_rare_words(tmp_path):
     assert encoded.tokens.tolist() == [0, 1] * 100 + [2, 2, 2, 0]
     assert encoded.stats["pruned_types"] >= 400 and encoded.stats["prunings"] > 0
     assert encoded.stats["types_seen"] <= 20 + 64
+
+
+@pytest.mark.parametrize("max_types", [5, 20, 100])
+def test_bounded_types_count_as_the_reference_counter(tmp_path, max_types):
+    path = write(tmp_path / "c.txt", random_text(5, lines=200))
+    encoded = encode_corpus(path, min_count=2, max_types=max_types, chunk_bytes=64)
+    counter = WordCounter(max_types)
+    for piece in reader.text_pieces(path, chunk_bytes=64):  # pruned after each piece, as the first pass is
+        counter.add(piece.split())
+    assert encoded.vocab == build_vocabulary(counter, min_count=2)
+    assert (encoded.stats["pruned_types"], encoded.stats["prunings"]) == (counter.pruned_types, counter.prunings)
 
 
 def test_workdir_memmaps_give_the_same_arrays(tmp_path, text_file):
