@@ -16,7 +16,7 @@ import pytest
 
 from tests.trainer.reference import WordCounter, build_vocabulary, iter_sentences
 from trainer import corpus, reader
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus
 from trainer.wikitext import wikitext_to_text
 

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from trainer import __main__ as cli
-from trainer import artifact
+from trainer import artifact, cli
 from trainer.evaluate import average_ranks, evaluate_analogies, evaluate_word_pairs, spearman
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from tests.trainer.reference import join_phrases
 from tests.trainer.test_word2vec_tool import _built
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.phrase_table import PhraseConfig, read_table, table_path
 from trainer.phrases import EncodedText, PairCounter, capacity_for, learn_phrases
 

@@ -6,8 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from trainer import __main__ as cli
-from trainer import artifact
+from trainer import artifact, cli
 from trainer.plot import nearest, pca_2d, words_figure
 
 COUNTRIES = "france germany italy spain portugal greece poland sweden norway egypt".split()

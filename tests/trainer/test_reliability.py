@@ -19,7 +19,7 @@ import pytest
 from tests.planted import CONTEXTS, GROUPS, MEMBERS, write_planted_corpus, write_planted_single_line
 from tests.trainer.test_corpus import ERROR_CASES, make_case
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 2.0  # seconds from a signal to the end of the process: the requirement
@@ -163,7 +163,7 @@ def test_a_second_signal_ends_the_process_at_once_and_saves_nothing(tmp_path, lo
 # Two signals arrive while the model folder is being written (at its first fsync), after training ended.
 SIGNALS_WHILE_SAVING = """
 import os, signal, sys
-from trainer.__main__ import main
+from trainer.cli import main
 fsync = os.fsync
 def fsync_then_two_signals(fd):
     fsync(fd)

@@ -6,7 +6,7 @@ import pytest
 
 from tests.planted import group_precision, write_planted_corpus
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.train import TrainConfig, _Schedule, make_jobs, train_vectors
 
 SMALL = ["--dim", "24", "--epochs", "4", "--min-count", "1", "--quiet"]
