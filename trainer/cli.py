@@ -1,9 +1,12 @@
 """Command line: ``python -m trainer COMMAND ...``; the one place for arguments, messages and exit codes.
 
 Library modules return results and raise typed errors; the commands here print the results on stdout and
-each error as ``error: MESSAGE`` on stderr, with exit code 1 or 2 (``corpus wiki``, ``corpus stats``,
-``train`` before training, ``evaluate`` and ``plot``), 130 when interrupted (Ctrl-C); ``train`` instead
-stops at a safe point on SIGINT or SIGTERM, saves what it trained and exits with 128 + the signal number.
+each error as ``error: MESSAGE`` on stderr. Every command exits with
+  0    success
+  1    an error the user can act on: bad input, a corrupt file, an output that cannot be written, a failed check
+  2    a usage error, from argparse itself (unknown option, missing argument, a value it cannot parse)
+  130  interrupted (Ctrl-C); ``train`` instead stops at a safe point on SIGINT or SIGTERM, saves what it
+       trained and exits with 128 + the signal number
 A command imports its library modules only when it runs, and its --help only the light ones its defaults
 come from: no help, nor ``verify``, ``evaluate``, ``plot``, pays for numba.
 """
@@ -44,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _error(message: object, code: int = EXIT_ERROR) -> int:
+def _error(message: object) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return code
+    return EXIT_ERROR
 
 
 def _positive(text: str) -> int:
@@ -124,7 +127,7 @@ def _run_corpus(args: argparse.Namespace) -> int:
                       "vocab_size": f"vocabulary (min-count {args.min_count})",
                       "kept_tokens": "tokens in vocabulary", "pruned_types": "pruned types"}
     except CorpusError as error:
-        return _error(error, 2)
+        return _error(error)
     width = max(map(len, labels.values()))
     for key, label in labels.items():
         print(f"{label:<{width}}  {counts[key]:>14,}")
@@ -236,7 +239,7 @@ def _run_train(args: argparse.Namespace) -> int:
                                progress=not args.quiet)
         train.check_vocabulary_size(config, len(corpus.vocab))
     except (CorpusError, train.TrainConfigError, OSError, artifact.ModelError) as exc:
-        return _error(exc, 2)
+        return _error(exc)
     mode = Progress.choose_mode(args.quiet)
     progress = Progress(corpus.stats["kept_tokens"] * config.epochs, config.epochs, mode)
     progress.say(f"corpus: {corpus.stats['raw_tokens']:,} tokens, vocabulary {len(corpus.vocab):,} words "
@@ -397,22 +400,22 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     """The report table, and the results as JSON with --json."""
     if not args.analogies and not args.similarity:
-        return _error("give --analogies FILE, --similarity FILE [FILE ...], or both", 2)
+        return _error("give --analogies FILE, --similarity FILE [FILE ...], or both")
     if args.restrict_vocab < 1:
-        return _error(f"--restrict-vocab must be a positive integer, got {args.restrict_vocab}", 2)
+        return _error(f"--restrict-vocab must be a positive integer, got {args.restrict_vocab}")
     from trainer import artifact, evaluate
 
     try:
         results = evaluate.evaluate_model(artifact.load(args.model), args.analogies, args.similarity,
                                           args.restrict_vocab, case_insensitive=not args.case_sensitive)
     except (artifact.ModelError, evaluate.EvaluationError) as exc:
-        return _error(exc, 2)
+        return _error(exc)
     print(evaluate.format_report(results))
     if args.json:
         try:
             evaluate.write_results(results, args.json)
         except OSError as exc:
-            return _error(f"{args.json}: cannot write ({exc.strerror or exc})", 2)
+            return _error(f"{args.json}: cannot write ({exc.strerror or exc})")
     return 0
 
 
@@ -454,9 +457,9 @@ def _run_plot(args: argparse.Namespace) -> int:
     """A "wrote FILE.png" line; with --skip-unknown a warning on stderr naming the words left out."""
     modes = bool(args.words) + bool(args.neighbors) + bool(args.loss)
     if modes != 1:
-        return _error("give WORD ..., --neighbors W or --loss (exactly one of them)", 2)
+        return _error("give WORD ..., --neighbors W or --loss (exactly one of them)")
     if args.k < 1:
-        return _error(f"--k must be a positive integer, got {args.k}", 2)
+        return _error(f"--k must be a positive integer, got {args.k}")
     from trainer import artifact, plot
 
     try:
@@ -475,9 +478,9 @@ def _run_plot(args: argparse.Namespace) -> int:
                 print(f"warning: left out, not in the vocabulary: {' '.join(unknown)}", file=sys.stderr)
             out = plot.plot_words(model, words, args.out)
     except (artifact.ModelError, plot.PlotError) as exc:
-        return _error(exc, 2)
+        return _error(exc)
     except OSError as exc:
-        return _error(f"{args.out}: cannot write ({exc.strerror or exc})", 2)
+        return _error(f"{args.out}: cannot write ({exc.strerror or exc})")
     print(f"wrote {out}")
     return 0
 

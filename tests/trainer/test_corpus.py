@@ -429,8 +429,8 @@ def test_cli_wiki_then_stats(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["corpus", "stats", "{tmp}/missing.txt"],
                                   ["corpus", "wiki", "{tmp}/missing.xml.bz2", "{tmp}/out.txt"],
                                   ["corpus", "stats", "{tmp}/rare.txt", "--min-count", "9"]])
-def test_cli_errors_exit_2(tmp_path, capsys, argv):
+def test_cli_errors_exit_1(tmp_path, capsys, argv):
     write(tmp_path / "rare.txt", "a b c")
-    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.out == ""

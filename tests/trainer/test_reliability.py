@@ -246,7 +246,7 @@ def test_what_is_not_a_model_folder_is_never_replaced(tmp_path, planted, capsys,
     out = tmp_path / "notes"
     make(out)
     before = sorted(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    assert main(["train", str(planted), "--out", str(out), *SMALL]) == 2
+    assert main(["train", str(planted), "--out", str(out), *SMALL]) == 1
     assert f"{out}: exists and is not a model folder" in capsys.readouterr().err
     with pytest.raises(artifact.ModelError, match="not a model folder"):
         artifact.save(out, ["a"], [1], np.ones((1, 2)))
@@ -278,7 +278,7 @@ def bad_corpus(tmp_path: Path, case: str) -> tuple[Path, str]:
 def test_bad_corpora_are_refused_before_anything_is_written(tmp_path, capsys, case):
     corpus, message = bad_corpus(tmp_path, case)
     before = names(tmp_path)
-    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and message in captured.err and str(corpus) in captured.err
     assert captured.out == ""
@@ -290,7 +290,7 @@ def test_a_pipe_is_refused_rather_than_read_in_part(tmp_path, capsys):
     os.write(write, b"the cat sat on the mat\n" * 1000)  # less than a pipe holds
     os.close(write)
     try:
-        assert main(["train", f"/dev/fd/{read}", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+        assert main(["train", f"/dev/fd/{read}", "--out", str(tmp_path / "m"), "--quiet"]) == 1
     finally:
         os.close(read)
     assert "not a regular file" in capsys.readouterr().err
