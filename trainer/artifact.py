@@ -635,35 +635,3 @@ def atomic_file(out: str | os.PathLike):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-# ------------------------------------------------------------------------------------ command line
-
-def add_verify_arguments(parser) -> None:
-    parser.add_argument("model", help="model folder")
-    parser.add_argument("--no-checksums", dest="checksums", action="store_false",
-                        help="skip the SHA-256 comparison (sizes, shapes and values are still checked)")
-
-
-def run_verify(args) -> int:
-    def check():
-        model = verify(args.model, checksums=args.checksums)
-        print(f"ok: {model.path}: {model.vocab_size} words x {model.dim} dimensions, "
-              f"objective {model.objective or 'none (imported)'}, "
-              f"output vectors {'present' if model.output_vectors is not None else 'absent'}, "
-              f"checksums {'verified' if args.checksums else 'not checked'}")
-    return reporting_errors(check)
-
-
-def reporting_errors(action) -> int:
-    """Run action(); a ModelError or OSError becomes "error: ..." on stderr and exit code 1."""
-    import sys
-    try:
-        action()
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,50 +219,21 @@ def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-# ---------------------------------------------------------------------------------------- command line
+# -------------------------------------------------------------------------------------------- reports
 
-def add_evaluate_arguments(parser) -> None:
-    parser.add_argument("model", help="model folder")
-    parser.add_argument("--analogies", metavar="FILE",
-                        help="analogy questions: ': section' lines, then 'a b c d' lines (e.g. questions-words.txt)")
-    parser.add_argument("--similarity", metavar="FILE", nargs="+", default=[],
-                        help="word-pair files: 'word1<TAB>word2<TAB>score' lines, '#' comments "
-                             "(e.g. wordsim353.tsv simlex999.txt)")
-    parser.add_argument("--restrict-vocab", type=int, default=30000, metavar="N",
-                        help="analogies use only the N most frequent words (default 30000); "
-                             "word pairs use the first 300000, as gensim does")
-    parser.add_argument("--case-sensitive", action="store_true",
-                        help="match words exactly (default: compare upper-cased forms, as gensim does)")
-    parser.add_argument("--json", metavar="OUT", help="also write the results to OUT as JSON")
+def evaluate_model(model: artifact.Model, analogies=None, similarity=(), restrict_vocab: int = 30000,
+                   case_insensitive: bool = True) -> dict:
+    """Every evaluation asked of one model: {model, vocab_size, dim, analogies: evaluate_analogies of the
+    `analogies` file (or None), similarity: [evaluate_word_pairs of each `similarity` file]}.
 
-
-def run_evaluate(args) -> int:
-    if not args.analogies and not args.similarity:
-        return _error("give --analogies FILE, --similarity FILE [FILE ...], or both")
-    if args.restrict_vocab < 1:
-        return _error(f"--restrict-vocab must be a positive integer, got {args.restrict_vocab}")
-    case_insensitive = not args.case_sensitive
-    try:
-        model = artifact.load(args.model)
-        results = {"model": str(model.path), "vocab_size": model.vocab_size, "dim": model.dim,
-                   "analogies": None, "similarity": []}
-        if args.analogies:
-            results["analogies"] = evaluate_analogies(model, args.analogies, args.restrict_vocab, case_insensitive)
-        results["similarity"] = [evaluate_word_pairs(model, f, case_insensitive=case_insensitive)
-                                 for f in args.similarity]
-    except (artifact.ModelError, EvaluationError) as exc:
-        return _error(str(exc))
-    print(format_report(results))
-    if args.json:
-        try:
-            _write_json(results, Path(args.json))
-        except OSError as exc:
-            return _error(f"{args.json}: cannot write ({exc.strerror or exc})")
-    return 0
+    `restrict_vocab` applies to the analogies; word pairs keep evaluate_word_pairs' own, as gensim does."""
+    return {"model": str(model.path), "vocab_size": model.vocab_size, "dim": model.dim,
+            "analogies": evaluate_analogies(model, analogies, restrict_vocab, case_insensitive) if analogies else None,
+            "similarity": [evaluate_word_pairs(model, f, case_insensitive=case_insensitive) for f in similarity]}
 
 
 def format_report(results: dict) -> str:
-    """The results of run_evaluate as a plain-text table."""
+    """The results of evaluate_model as a plain-text table."""
     lines = [f"model {results['model']}: {results['vocab_size']} words x {results['dim']} dimensions"]
     analogies = results["analogies"]
     if analogies:
@@ -283,12 +253,10 @@ def format_report(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(results: dict, out: Path) -> None:
-    """Write `results` to `out` through a temporary sibling and a rename."""
+def write_results(results: dict, out) -> Path:
+    """Write `results` to `out` as indented JSON, through a temporary sibling and a rename; OSError when it
+    cannot be written."""
+    out = Path(out)
     with artifact.atomic_file(out) as f:
         f.write((json.dumps(results, indent=2) + "\n").encode("utf-8"))
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    return out

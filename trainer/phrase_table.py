@@ -1,8 +1,5 @@
-"""What a phrase is, without numba: the settings and scores of phrase detection, the phrase table file
-(CORPUS.phrases.tsv), and joining a sentence's phrases in plain Python.
-
-A service can read a table and phrase its queries exactly as the corpus was phrased, and the tests use
-``PhraseTable.join`` as the slow, obvious twin of the compiled rewrite (trainer/phrases.py).
+"""What a phrase is, without numba: the settings and scores of phrase detection, and the phrase table file
+(CORPUS.phrases.tsv).
 
 One line per phrase: ``phrase<TAB>score<TAB>count<TAB>pass<TAB>left<TAB>right``, by pass, then by score
 (highest first). ``phrase`` is ``left + delimiter + right``; pass k joins pairs of tokens of the text as
@@ -15,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -144,26 +139,6 @@ class PhraseTable:
     def pairs(self, pass_number: int) -> list[tuple[str, str]]:
         """The (left, right) pairs that pass joins."""
         return [(p.left, p.right) for p in self.phrases if p.pass_number == pass_number]
-
-    @cached_property
-    def _pair_sets(self) -> list[frozenset[tuple[str, str]]]:
-        return [frozenset(self.pairs(k)) for k in range(1, self.passes + 1)]
-
-    def join(self, tokens: Iterable[str]) -> list[str]:
-        """One sentence's tokens with the table's phrases joined, pass by pass, left to right as
-        word2phrase joins them: a token that ended a phrase does not begin the next one."""
-        tokens = list(tokens)
-        for pairs in self._pair_sets:
-            joined, i = [], 0
-            while i < len(tokens):
-                if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) in pairs:
-                    joined.append(tokens[i] + self.delimiter + tokens[i + 1])
-                    i += 2
-                else:
-                    joined.append(tokens[i])
-                    i += 1
-            tokens = joined
-        return tokens
 
     def to_text(self) -> str:
         return "".join(f"{self.token(p)}\t{p.score:.9g}\t{p.count}\t{p.pass_number}\t{p.left}\t{p.right}\n"

@@ -1,8 +1,6 @@
 """Pictures of a model: a labelled 2D PCA scatter of chosen words or of a word's neighbours, and the loss curve."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +47,15 @@ def nearest(model: artifact.Model, word: str, k: int) -> list[str]:
     return [model.words[i] for i in best[np.argsort(-cosines[best], kind="stable")]]
 
 
-def known_words(model: artifact.Model, words, skip_unknown: bool = False) -> list[str]:
-    """`words` without repeats; unknown ones raise PlotError naming them all, or with skip_unknown are dropped
-    with a warning on stderr."""
+def known_words(model: artifact.Model, words, skip_unknown: bool = False) -> tuple[list[str], list[str]]:
+    """`words` without repeats, as (known, unknown): unknown ones raise PlotError naming them all unless
+    skip_unknown, which leaves them out of `known`."""
     words = list(dict.fromkeys(words))
     unknown = [w for w in words if w not in model.index]
     if unknown and not skip_unknown:
         raise PlotError(f"not in the vocabulary of {model.path.name}: {' '.join(unknown)} "
                         "(--skip-unknown leaves them out)")
-    if unknown:
-        print(f"warning: left out, not in the vocabulary: {' '.join(unknown)}", file=sys.stderr)
-    return [w for w in words if w in model.index]
+    return [w for w in words if w in model.index], unknown
 
 
 def plot_words(model: artifact.Model, words: list[str], out, highlight: str | None = None,
@@ -208,46 +204,3 @@ def _save_png(fig, out) -> Path:
     with artifact.atomic_file(out) as f:
         fig.savefig(f, format="png", dpi=DPI)
     return out
-
-
-# ---------------------------------------------------------------------------------------- command line
-
-def add_plot_arguments(parser) -> None:
-    parser.add_argument("model", help="model folder")
-    parser.add_argument("words", nargs="*", metavar="WORD", help="words to plot (at least one)")
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write (replaced atomically)")
-    parser.add_argument("--neighbors", metavar="W", help="plot W and its k nearest neighbours by cosine")
-    parser.add_argument("--k", type=int, default=10, help="number of neighbours with --neighbors (default 10)")
-    parser.add_argument("--loss", action="store_true", help="plot the training loss recorded in meta.json")
-    parser.add_argument("--skip-unknown", action="store_true",
-                        help="leave out words not in the vocabulary, with a warning (default: an error)")
-
-
-def run_plot(args) -> int:
-    modes = bool(args.words) + bool(args.neighbors) + bool(args.loss)
-    if modes != 1:
-        return _error("give WORD ..., --neighbors W or --loss (exactly one of them)")
-    if args.k < 1:
-        return _error(f"--k must be a positive integer, got {args.k}")
-    try:
-        model = artifact.load(args.model)
-        if args.loss:
-            out = plot_loss(model, args.out)
-        elif args.neighbors:
-            word = known_words(model, [args.neighbors])[0]
-            neighbours = nearest(model, word, args.k)
-            out = plot_words(model, [word] + neighbours, args.out, highlight=word, title=f"{model.path.name}: "
-                             f"'{word}' and its {len(neighbours)} nearest neighbours (cosine), PCA of input vectors")
-        else:
-            out = plot_words(model, known_words(model, args.words, args.skip_unknown), args.out)
-    except (artifact.ModelError, PlotError) as exc:
-        return _error(str(exc))
-    except OSError as exc:
-        return _error(f"{args.out}: cannot write ({exc.strerror or exc})")
-    print(f"wrote {out}")
-    return 0
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2

@@ -9,7 +9,6 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,13 +105,6 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Any]:
         yield bar
 
 
-def text_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
-                progress: bool = False) -> Iterator[str]:
-    """Decoded text in pieces of about ``chunk_bytes`` that end at whitespace, so no token is ever split."""
-    for piece in byte_pieces(path, chunk_bytes, progress):
-        yield piece.decode("utf-8", errors="replace")
-
-
 def byte_pieces(path: str | os.PathLike[str], chunk_bytes: int = CHUNK_BYTES,
                 progress: bool = False) -> Iterator[bytes]:
     """The (decompressed) bytes in pieces of about ``chunk_bytes`` that end at ASCII whitespace.
@@ -179,46 +171,3 @@ def _cut_at_whitespace(blocks: Iterator[bytes], advance: Callable[[int], object]
         if advance is not None:
             advance(len(block))
     yield b"".join(carry)
-
-
-def split_lines(text: str) -> tuple[list[str], list[int]]:
-    """Tokens of a piece of text, and the token count of each of its lines (the last one still open)."""
-    if "\n" not in text:
-        tokens = text.split()
-        return tokens, [len(tokens)]
-    parts = [line.split() for line in text.split("\n")]
-    return list(chain.from_iterable(parts)), [len(part) for part in parts]
-
-
-def iter_sentences(path: str | os.PathLike[str], max_sentence_length: int = 10_000,
-                   chunk_bytes: int = CHUNK_BYTES) -> Iterator[list[str]]:
-    """Sentences (lists of tokens) of a corpus: one per line, lines cut every ``max_sentence_length`` tokens.
-
-    The file is checked (CorpusError) when this is called, not when iteration starts.
-    """
-    if max_sentence_length < 1:
-        raise ValueError(f"max_sentence_length must be at least 1, got {max_sentence_length}")
-    check_corpus(path)
-    return _sentences(path, text_pieces(path, chunk_bytes), max_sentence_length)
-
-
-def _sentences(path: str | os.PathLike[str], pieces: Iterator[str], limit: int) -> Iterator[list[str]]:
-    current: list[str] = []
-    empty = True
-    for text in pieces:
-        empty = empty and not text.split()
-        lines = text.split("\n")
-        for number, line in enumerate(lines, start=1):
-            current.extend(line.split())
-            while len(current) >= limit:
-                yield current[:limit]
-                del current[:limit]
-            if number < len(lines) and current:  # the line ended inside this piece
-                yield current
-                current = []
-    if current:
-        yield current
-    if empty:  # only whitespace, beyond what check_corpus looked at
-        raise CorpusError(f"corpus is empty (no tokens): {path}")
-
-

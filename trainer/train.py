@@ -1,16 +1,11 @@
 """Training orchestration: TrainConfig, jobs, worker threads, learning-rate schedule, progress, saving."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import signal
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +14,15 @@ import numpy as np
 from trainer import artifact, available_cores
 
 OBJECTIVES = ("negative-sampling", "naive-softmax")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 
 def _flag(default, help_text, **argparse_options):
     return field(default=default, metadata={"help": help_text, **argparse_options})
+
+
+class TrainConfigError(ValueError):
+    """A training setting that cannot be used, alone or with this corpus; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class TrainConfig:
             "job_words": self.job_words >= 1}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
+            raise TrainConfigError(f"invalid setting {bad[0]}={getattr(self, bad[0])!r}")
 
     @property
     def min_alpha(self) -> float:
@@ -244,63 +242,20 @@ def _report_epochs(schedule: _Schedule, progress, reported: int) -> int:
     return reported
 
 
-# ------------------------------------------------------------------------------------ command line
+# ------------------------------------------------------------------------------------ before and after
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("corpus", help="text file (one sentence or document per line, or text8-style one "
-                                       "line), optionally .gz or .bz2")
-    parser.add_argument("--out", required=True, help="model folder to write (an existing one is replaced "
-                                                     "atomically, only once the new one is complete)")
-    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    parser.add_argument("--workdir", metavar="DIR", help="folder for the corpus's token ids as memory-mapped "
-                                                         "files (4 to 8 bytes a token; default: memory, or the "
-                                                         "temporary folder beyond 50 million tokens)")
-    for f in dataclasses.fields(TrainConfig):
-        options = dict(f.metadata)
-        kind = int if f.type in ("int", "int | None") else float if f.type == "float" else str
-        default = f.default
-        options["help"] += f" (default: {default})"
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default, **options)
+def check_vocabulary_size(config: TrainConfig, vocab_size: int) -> None:
+    """Raise TrainConfigError when the objective cannot train a vocabulary of `vocab_size` words."""
+    if config.objective == "naive-softmax" and vocab_size > config.max_softmax_vocab:
+        raise TrainConfigError(f"the naive-softmax objective costs O(V) per word: vocabulary of {vocab_size} "
+                               f"words exceeds --max-softmax-vocab {config.max_softmax_vocab} (raise the limit, "
+                               "raise --min-count, set --max-vocab, or use negative sampling)")
 
 
-def run_train(args) -> int:
-    from trainer.corpus import CorpusError, encode_corpus
-    from trainer.progress import Progress
-
-    try:
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        out = Path(args.out)
-        _check_writable(out)
-        corpus = encode_corpus(args.corpus, min_count=config.min_count, max_vocab=config.max_vocab,
-                               max_sentence_length=config.max_sentence_length, workdir=args.workdir,
-                               progress=not args.quiet, workers=config.workers)
-        if config.objective == "naive-softmax" and len(corpus.vocab) > config.max_softmax_vocab:
-            raise ValueError(f"the naive-softmax objective costs O(V) per word: vocabulary of "
-                             f"{len(corpus.vocab)} words exceeds --max-softmax-vocab {config.max_softmax_vocab} "
-                             "(raise the limit, raise --min-count, set --max-vocab, or use negative sampling)")
-    except (CorpusError, ValueError, OSError, artifact.ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    mode = Progress.choose_mode(args.quiet)
-    progress = Progress(corpus.stats["kept_tokens"] * config.epochs, config.epochs, mode)
-    progress.say(f"corpus: {corpus.stats['raw_tokens']:,} tokens, vocabulary {len(corpus.vocab):,} words "
-                 f"(min count {config.min_count}), {corpus.stats['kept_tokens']:,} tokens kept")
-    stop = threading.Event()
-    with _stop_on_signals(stop) as signal_code:
-        result = train_vectors(corpus, config, progress, stop)
-        meta = _meta(config, corpus, args.corpus, result)
-        try:
-            artifact.save(out, corpus.vocab.words, corpus.vocab.counts, result.input_vectors,
-                          result.output_vectors, meta)
-        except (OSError, artifact.ModelError) as exc:
-            print(f"error: could not write {out}: {exc}; any previous model there is unchanged", file=sys.stderr)
-            return 1
-    progress.say(_summary(out, config, result))
-    return signal_code[0] if result.interrupted else 0
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before hours of training, not after, when the model cannot be written."""
+def check_writable(out: str | os.PathLike) -> None:
+    """Fail before hours of training, not after, when the model cannot be written at `out`: ModelError when
+    `out` is something other than a model folder, OSError when its folder cannot be written."""
+    out = Path(out)
     artifact.check_replaceable(out)
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -308,38 +263,11 @@ def _check_writable(out: Path) -> None:
         pass
 
 
-class _Quit(BaseException):
-    """A second SIGINT/SIGTERM: unwinds the main thread, so that a model folder being written removes its
-    temporary copy, before the process ends by that signal."""
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM: the first stops training before the next centre word and the model is saved, marked
-    with the epochs done; a second one ends the process at once without saving. Yields a holder of the
-    exit code to use (128 + signal number) once one was received; the previous handlers return on exit."""
-    code = [0]
-
-    def handler(signum, frame):
-        if stop.is_set():
-            for each in STOP_SIGNALS:
-                signal.signal(each, signal.SIG_DFL)  # a third signal ends the process even while cleaning up
-            raise _Quit(signum)
-        code[0] = 128 + signum
-        stop.set()
-        print(f"\n{signal.Signals(signum).name}: stopping at the next safe point and saving what was "
-              "trained (send it again to quit without saving)", file=sys.stderr)
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    try:
-        yield code
-    except _Quit as second:
-        signal.raise_signal(second.args[0])  # its default action is back: the process ends here
-        raise
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+def save_model(out: str | os.PathLike, config: TrainConfig, corpus, corpus_path, result: TrainResult) -> Path:
+    """Write the trained model folder at `out` through trainer.artifact (atomically: a previous model stays
+    whole if this fails), with config, corpus statistics and training record in meta.json."""
+    return artifact.save(out, corpus.vocab.words, corpus.vocab.counts, result.input_vectors,
+                         result.output_vectors, _meta(config, corpus, corpus_path, result))
 
 
 def _meta(config: TrainConfig, corpus, corpus_path, result: TrainResult) -> dict:
@@ -354,11 +282,3 @@ def _meta(config: TrainConfig, corpus, corpus_path, result: TrainResult) -> dict
                      "seconds": round(result.seconds, 3), "words_per_second": round(result.words_per_second),
                      "loss_per_epoch": result.loss_per_epoch, "loss_history": result.loss_history},
     }
-
-
-def _summary(out: Path, config: TrainConfig, result: TrainResult) -> str:
-    state = f"INTERRUPTED after {result.epochs_done:.2f} of {config.epochs} epochs" if result.interrupted \
-        else f"{config.epochs} epochs"
-    last = f"{result.loss_per_epoch[-1]:.4f}" if result.loss_per_epoch else "n/a"
-    return (f"saved {out}: {state} in {result.seconds:.1f} s, {result.words_per_second:,.0f} words/s, "
-            f"{config.workers} workers, final epoch loss {last}")

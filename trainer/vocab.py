@@ -1,8 +1,7 @@
 """Word counts -> vocabulary, subsampling keep-probabilities and the negative-sampling noise table."""
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -11,49 +10,6 @@ import numpy as np
 
 class VocabularyError(ValueError):
     """No usable vocabulary can be built from the counts given."""
-
-
-class WordCounter:
-    """Counts word types in bounded memory, pruning rare types the way word2vec's ReduceVocab does.
-
-    Whenever more than ``max_types`` distinct types are held, every type seen at most ``min_reduce``
-    times is forgotten and ``min_reduce`` grows by one, so a long tail of rare words cannot exhaust
-    memory; a forgotten word that reappears is counted again from zero.
-    """
-
-    def __init__(self, max_types: int = 10_000_000) -> None:
-        if max_types < 1:
-            raise ValueError(f"max_types must be at least 1, got {max_types}")
-        self.counts: Counter[str] = Counter()
-        self.max_types = max_types
-        self.min_reduce = 1
-        self.total_tokens = 0
-        self.pruned_types = 0
-        self.prunings = 0
-
-    def add(self, tokens: Iterable[str]) -> None:
-        """Count a batch of tokens (one sentence, or any list)."""
-        tokens = tokens if isinstance(tokens, (list, tuple)) else list(tokens)
-        self.counts.update(tokens)
-        self.total_tokens += len(tokens)
-        while len(self.counts) > self.max_types:
-            self._prune()
-
-    def _prune(self) -> None:
-        doomed = [word for word, count in self.counts.items() if count <= self.min_reduce]
-        for word in doomed:
-            del self.counts[word]
-        self.pruned_types += len(doomed)
-        self.prunings += 1
-        self.min_reduce += 1
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def stats(self) -> dict[str, int]:
-        """Plain-int statistics (JSON-serialisable)."""
-        return {"total_tokens": self.total_tokens, "types": len(self.counts),
-                "pruned_types": self.pruned_types, "prunings": self.prunings}
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,15 +71,6 @@ def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5
         positions = positions[:max_vocab]
     vocab = Vocabulary(words=tuple(words[i] for i in positions.tolist()), counts=counts[positions])
     return vocab, positions
-
-
-def build_vocabulary(counter_or_mapping: WordCounter | Mapping[str, int], min_count: int = 5,
-                     max_vocab: int | None = None) -> Vocabulary:
-    """Keep words counted at least ``min_count`` times, most frequent first, at most ``max_vocab`` of them."""
-    mapping = counter_or_mapping.counts if isinstance(counter_or_mapping, WordCounter) else counter_or_mapping
-    words = list(mapping.keys())
-    counts = np.fromiter(mapping.values(), dtype=np.int64, count=len(words))
-    return rank_vocabulary(words, counts, min_count, max_vocab)[0]
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:

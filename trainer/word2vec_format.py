@@ -6,16 +6,14 @@ of a vectors file are parsed by trainer.word2vec_read, this module's reading hal
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from trainer.artifact import Model, ModelError, ModelWriter, atomic_file, check_replaceable, load, reporting_errors
+from trainer.artifact import Model, ModelError, ModelWriter, atomic_file, check_replaceable
 from trainer.reader import READ_ERRORS, compressing, read_error
 from trainer.word2vec_read import VectorsFile, form_suffix, open_vectors
 
@@ -140,63 +138,3 @@ def _check_exportable(words, out: Path) -> None:
         row, word = next((i, w) for i, w in enumerate(words) if " " in w)
         raise ModelError(f"{out}: the word {word!r} (row {row + 1:,}) holds a space, which ends a word in "
                          "word2vec files: it cannot be exported")
-
-
-# ------------------------------------------------------------------------------------ command line
-
-def _add_form_options(parser) -> None:
-    form = parser.add_mutually_exclusive_group()
-    form.add_argument("--binary", dest="binary", action="store_true", default=None, help="force binary")
-    form.add_argument("--text", dest="binary", action="store_false", help="force text")
-
-
-def add_export_arguments(parser) -> None:
-    parser.add_argument("model", help="model folder")
-    parser.add_argument("out", help="output file: .bin (or .bin.gz) for binary, anything else for text; "
-                                    ".gz/.bz2 compress")
-    _add_form_options(parser)
-    parser.add_argument("--counts", metavar="FILE", help="also write the vocabulary with counts, in the word2vec "
-                                                         "tool's -save-vocab layout ('word count' lines)")
-
-
-def run_export(args) -> int:
-    def export():
-        model = load(args.model)
-        print(f"wrote {export_word2vec(model, args.out, binary=args.binary)}")
-        if args.counts:
-            print(f"wrote {export_counts(model, args.counts)}")
-    return reporting_errors(export)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return int(text)
-
-
-def add_import_arguments(parser) -> None:
-    parser.add_argument("vectors", help="vectors file: word2vec C text or binary, fastText .vec, GloVe; "
-                                        "optionally .gz/.bz2. Text or binary is told from the suffix "
-                                        "(.bin; .txt, .vec) or else from the content")
-    parser.add_argument("model", help="model folder to write (replaced atomically if it exists)")
-    _add_form_options(parser)
-    parser.add_argument("--no-header", dest="header", action="store_false", default=None,
-                        help="the first line is a row, not 'VOCAB_SIZE DIM' (GloVe; detected when unambiguous)")
-    parser.add_argument("--limit", type=_positive, metavar="N", help="keep the first N rows only")
-    parser.add_argument("--unicode-errors", choices=("strict", "replace", "ignore"), default="replace",
-                        help="words that are not valid UTF-8: refuse, replace the bad bytes (default), drop them")
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="leave out rows with a wrong number of values, values that are not finite numbers "
-                             "or words a model cannot store (default: refuse the file, naming the row)")
-    parser.add_argument("--counts", metavar="FILE", help="word counts, in the word2vec tool's -save-vocab layout "
-                                                         "('word count' lines); without it counts are 0")
-
-
-def run_import(args) -> int:
-    def run():
-        path = import_word2vec(args.vectors, args.model, binary=args.binary, header=args.header,
-                               limit=args.limit, unicode_errors=args.unicode_errors,
-                               skip_bad_rows=args.skip_bad_rows, counts=args.counts, progress=True,
-                               notes=lambda line: print(line, file=sys.stderr))
-        print(f"wrote {path}")
-    return reporting_errors(run)

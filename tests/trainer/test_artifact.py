@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 
 from .conftest import WORDS
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trainer.reference import WordCounter, build_vocabulary, iter_sentences
 from trainer import corpus, encoding, reader
-from trainer.__main__ import main
-from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus, iter_sentences
-from trainer.vocab import build_vocabulary
+from trainer.cli import main
+from trainer.corpus import CorpusError, EncodedCorpus, clean_wiki_dump, encode_corpus
 from trainer.wikitext import wikitext_to_text
 
 WORDS = ["the", "of", "and", "cat", "sat", "on", "mat", "café", "naïve", "日本", "x"]
@@ -235,6 +235,16 @@ def test_bounded_types_across_threads_keep_frequent_words_exact(monkeypatch, tmp
 def reference_counts(data: bytes, words: tuple[str, ...]) -> list[int]:
     counts = Counter(data.decode().split())
     return [counts[w] for w in words]
+
+
+@pytest.mark.parametrize("max_types", [5, 20, 100])
+def test_bounded_types_count_as_the_reference_counter(tmp_path, max_types):
+    path = write(tmp_path / "c.txt", random_text(5, lines=200))
+    encoded = encode_corpus(path, min_count=2, max_types=max_types, chunk_bytes=64, workers=1)
+    counter = WordCounter(max_types)
+    counter.add(path.read_text().split())
+    assert encoded.vocab == build_vocabulary(counter, min_count=2)
+    assert (encoded.stats["pruned_types"], encoded.stats["prunings"]) == (counter.pruned_types, counter.prunings)
 
 
 def test_workdir_memmaps_give_the_same_arrays(tmp_path, text_file):
@@ -486,8 +496,8 @@ def test_cli_wiki_then_stats(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["corpus", "stats", "{tmp}/missing.txt"],
                                   ["corpus", "wiki", "{tmp}/missing.xml.bz2", "{tmp}/out.txt"],
                                   ["corpus", "stats", "{tmp}/rare.txt", "--min-count", "9"]])
-def test_cli_errors_exit_2(tmp_path, capsys, argv):
+def test_cli_errors_exit_1(tmp_path, capsys, argv):
     write(tmp_path / "rare.txt", "a b c")
-    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.out == ""

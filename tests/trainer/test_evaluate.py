@@ -9,8 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from trainer import __main__ as cli
-from trainer import artifact
+from trainer import artifact, cli
 from trainer.evaluate import average_ranks, evaluate_analogies, evaluate_word_pairs, spearman
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
@@ -281,11 +280,11 @@ def test_cli_prints_a_table_and_writes_json(tmp_path, capsys):
     (["MODEL", "--analogies", "PAIRS"], "': section'"),
     (["MODEL", "--analogies", "QUESTIONS", "--restrict-vocab", "0"], "--restrict-vocab"),
 ])
-def test_cli_errors_exit_2(tmp_path, capsys, monkeypatch, arguments, message):
+def test_cli_errors_exit_1(tmp_path, capsys, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
     _save(tmp_path, BASE, name="MODEL")
     _write(tmp_path, "QUESTIONS", QUESTIONS)
     _write(tmp_path, "PAIRS", PAIRS)
-    assert cli.main(["evaluate", *arguments]) == 2
+    assert cli.main(["evaluate", *arguments]) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer import __main__ as cli
+from trainer import cli
 from trainer.objectives import (
     GradientCheckError,
     gradcheck,
@@ -295,7 +295,7 @@ def test_gradcheck_fails_on_a_non_finite_analytical_gradient(rng, where, bad):
 
     with pytest.raises(GradientCheckError, match=rf"index \({where},\)"):
         gradcheck(f, rng.normal(size=5))
-    assert gradcheck(f, rng.normal(size=5), tolerance=math.inf) == math.inf  # as run_gradcheck sees it
+    assert gradcheck(f, rng.normal(size=5), tolerance=math.inf) == math.inf  # as the gradcheck command sees it
 
 
 def test_gradcheck_fails_on_a_non_finite_numerical_gradient(rng):

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.trainer.reference import join_phrases
 from tests.trainer.test_word2vec_tool import _built
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.phrase_table import PhraseConfig, read_table, table_path
 from trainer.phrases import EncodedText, PairCounter, capacity_for, learn_phrases
 
@@ -80,9 +81,9 @@ def test_planted_collocations_are_joined_and_random_pairs_are_not(tmp_path, form
     assert {(p.left, p.right) for p in table.phrases} == set(PLANTED)  # no pair of random words
     written = (tmp_path / "out.txt").read_text().split("\n")
     if form == "text8":
-        assert written == [" ".join(table.join(" ".join(lines).split()))]  # no newline in, none out
+        assert written == [" ".join(join_phrases(table, " ".join(lines).split()))]  # no newline in, none out
     else:
-        assert written == [" ".join(table.join(line.split())) for line in lines] + [""]
+        assert written == [" ".join(join_phrases(table, line.split())) for line in lines] + [""]
     joined = Counter(w for line in written for w in line.split())
     for a, b in PLANTED:  # every occurrence is joined (no planted pair follows another's right word)
         assert joined[f"{a}_{b}"] == sum(line.split().count(a) for line in lines) - joined[a] > 20
@@ -101,7 +102,7 @@ def test_the_table_file_and_apply_to_other_text(tmp_path):
     assert table_path(tmp_path / "other-out.txt").read_text() == table_path(tmp_path / "out.txt").read_text()
     three_columns = tmp_path / "three.tsv"  # a_b<TAB>score<TAB>count is read as a pass-1 phrase
     three_columns.write_text("new_york\t300\t40\n")
-    assert read_table(three_columns).join("the new york times".split()) == ["the", "new_york", "times"]
+    assert join_phrases(read_table(three_columns), "the new york times".split()) == ["the", "new_york", "times"]
 
 
 def test_a_token_that_ended_a_phrase_does_not_begin_another(tmp_path):
@@ -115,7 +116,8 @@ def test_a_token_that_ended_a_phrase_does_not_begin_another(tmp_path):
     expected = ["new_york city", "new_york_city", "a_b c", "a_b b_c", "b_c a_b"]
     assert (tmp_path / "out.txt").read_text().split("\n")[:-1] == expected
     twin = read_table(table)
-    assert [" ".join(twin.join(line.split())) for line in (tmp_path / "in.txt").read_text().splitlines()] == expected
+    lines = (tmp_path / "in.txt").read_text().splitlines()
+    assert [" ".join(join_phrases(twin, line.split())) for line in lines] == expected
 
 
 def test_two_passes_build_planted_trigrams_and_fourgrams(tmp_path):
@@ -130,7 +132,7 @@ def test_two_passes_build_planted_trigrams_and_fourgrams(tmp_path):
     later = {(p.left, p.right) for p in table.phrases if p.pass_number == 2}
     assert {("new_york", "city"), ("hong_kong", "stock_exchange")} <= later
     two = (tmp_path / "two.txt").read_text()
-    assert two.split("\n")[:-1] == [" ".join(table.join(line.split())) for line in lines]
+    assert two.split("\n")[:-1] == [" ".join(join_phrases(table, line.split())) for line in lines]
     counts = Counter(two.split())
     assert counts["new_york_city"] >= 20 and counts["hong_kong_stock_exchange"] >= 20
     assert counts["city"] < one["city"] / 2  # most cities followed new york
@@ -207,7 +209,7 @@ def test_gensim_with_the_same_formula_finds_the_same_phrases(enwiki):
             assert p.count > within[p.left, p.right]
     assert spanning < 5
     for sentence in sentences[:50]:
-        assert table.join(sentence) == gensim[sentence]
+        assert join_phrases(table, sentence) == gensim[sentence]
 
 
 def test_npmi_as_gensim_on_one_line(tmp_path):

@@ -6,8 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from trainer import __main__ as cli
-from trainer import artifact
+from trainer import artifact, cli
 from trainer.plot import nearest, pca_2d, words_figure
 
 COUNTRIES = "france germany italy spain portugal greece poland sweden norway egypt".split()
@@ -147,18 +146,18 @@ def test_skip_unknown_drops_them_with_a_warning(models, tmp_path, capsys):
     (["france", "--loss"], "exactly one"),
     ([], "exactly one"),
 ])
-def test_errors_exit_2_and_write_nothing(models, tmp_path, capsys, arguments, message):
+def test_errors_exit_1_and_write_nothing(models, tmp_path, capsys, arguments, message):
     out = tmp_path / "plot.png"
-    assert cli.main(["plot", str(models["full"]), *arguments, "--out", str(out)]) == 2
+    assert cli.main(["plot", str(models["full"]), *arguments, "--out", str(out)]) == 1
     error = capsys.readouterr().err.splitlines()[-1]
     assert error.startswith("error: ") and message in error
     assert list(tmp_path.iterdir()) == []
 
 
-def test_loss_without_a_record_and_missing_model_exit_2(models, tmp_path, capsys):
+def test_loss_without_a_record_and_missing_model_exit_1(models, tmp_path, capsys):
     out = tmp_path / "loss.png"
-    assert cli.main(["plot", str(models["none"]), "--loss", "--out", str(out)]) == 2
+    assert cli.main(["plot", str(models["none"]), "--loss", "--out", str(out)]) == 1
     assert "no training loss" in capsys.readouterr().err
-    assert cli.main(["plot", str(tmp_path / "nowhere"), "dog", "--out", str(out)]) == 2
+    assert cli.main(["plot", str(tmp_path / "nowhere"), "dog", "--out", str(out)]) == 1
     assert "model folder not found" in capsys.readouterr().err
     assert not out.exists()

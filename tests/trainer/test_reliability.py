@@ -19,7 +19,7 @@ import pytest
 from tests.planted import CONTEXTS, GROUPS, MEMBERS, write_planted_corpus, write_planted_single_line
 from tests.trainer.test_corpus import ERROR_CASES, make_case
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 2.0  # seconds from a signal to the end of the process: the requirement
@@ -163,7 +163,7 @@ def test_a_second_signal_ends_the_process_at_once_and_saves_nothing(tmp_path, lo
 # Two signals arrive while the model folder is being written (at its first fsync), after training ended.
 SIGNALS_WHILE_SAVING = """
 import os, signal, sys
-from trainer.__main__ import main
+from trainer.cli import main
 fsync = os.fsync
 def fsync_then_two_signals(fd):
     fsync(fd)
@@ -246,7 +246,7 @@ def test_what_is_not_a_model_folder_is_never_replaced(tmp_path, planted, capsys,
     out = tmp_path / "notes"
     make(out)
     before = sorted(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    assert main(["train", str(planted), "--out", str(out), *SMALL]) == 2
+    assert main(["train", str(planted), "--out", str(out), *SMALL]) == 1
     assert f"{out}: exists and is not a model folder" in capsys.readouterr().err
     with pytest.raises(artifact.ModelError, match="not a model folder"):
         artifact.save(out, ["a"], [1], np.ones((1, 2)))
@@ -278,7 +278,7 @@ def bad_corpus(tmp_path: Path, case: str) -> tuple[Path, str]:
 def test_bad_corpora_are_refused_before_anything_is_written(tmp_path, capsys, case):
     corpus, message = bad_corpus(tmp_path, case)
     before = names(tmp_path)
-    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and message in captured.err and str(corpus) in captured.err
     assert captured.out == ""
@@ -290,7 +290,7 @@ def test_a_pipe_is_refused_rather_than_read_in_part(tmp_path, capsys):
     os.write(write, b"the cat sat on the mat\n" * 1000)  # less than a pipe holds
     os.close(write)
     try:
-        assert main(["train", f"/dev/fd/{read}", "--out", str(tmp_path / "m"), "--quiet"]) == 2
+        assert main(["train", f"/dev/fd/{read}", "--out", str(tmp_path / "m"), "--quiet"]) == 1
     finally:
         os.close(read)
     assert "not a regular file" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from tests.planted import group_precision, write_planted_corpus
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.train import TrainConfig, _Schedule, make_jobs, train_vectors
 
 SMALL = ["--dim", "24", "--epochs", "4", "--min-count", "1", "--quiet"]
@@ -153,25 +153,25 @@ def test_subsampling_is_drawn_afresh_each_epoch():
 def test_bad_corpora_fail_without_writing(tmp_path, capsys, content, message):
     corpus = tmp_path / "c.txt"
     corpus.write_text(content)
-    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert main(["train", str(corpus), "--out", str(tmp_path / "m"), "--quiet"]) == 1
     assert message in capsys.readouterr().err.lower()
     assert not (tmp_path / "m").exists()
 
 
 def test_missing_corpus_fails_without_writing(tmp_path, capsys):
-    assert main(["train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m")]) == 2
+    assert main(["train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m")]) == 1
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 
 def test_naive_softmax_refuses_a_vocabulary_over_its_limit(planted, tmp_path, capsys):
     code = _train(planted, tmp_path / "m", "--objective", "naive-softmax", "--max-softmax-vocab", "10")
-    assert code == 2 and "--max-softmax-vocab 10" in capsys.readouterr().err
+    assert code == 1 and "--max-softmax-vocab 10" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 
 def test_bad_settings_are_refused(planted, tmp_path, capsys):
-    assert _train(planted, tmp_path / "m", "--window", "0") == 2
+    assert _train(planted, tmp_path / "m", "--window", "0") == 1
     assert "window" in capsys.readouterr().err
 
 
@@ -180,7 +180,7 @@ def test_existing_model_is_replaced_only_by_a_complete_one(planted, tmp_path):
     before = artifact.verify(tmp_path / "m").input_vectors.copy()
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert main(["train", str(empty), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert main(["train", str(empty), "--out", str(tmp_path / "m"), "--quiet"]) == 1
     np.testing.assert_array_equal(artifact.verify(tmp_path / "m").input_vectors, before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "m"]  # no temporary leftovers
 

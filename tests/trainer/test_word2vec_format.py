@@ -5,7 +5,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from trainer import artifact, word2vec_read, word2vec_rows
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.word2vec_format import export_word2vec, import_word2vec
 
 from .conftest import WORDS

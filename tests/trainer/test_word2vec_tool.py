@@ -14,7 +14,7 @@ import pytest
 
 from tests.planted import group_precision, member, write_planted_corpus
 from trainer import artifact
-from trainer.__main__ import main
+from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache"
