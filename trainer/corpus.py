@@ -1,7 +1,9 @@
 """Corpora -> integer-encoded arrays (ids of in-vocabulary tokens, sentence offsets)."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ class EncodedCorpus:
     sentence_starts: np.ndarray
     raw_tokens: int
     stats: dict[str, int]
+    seconds: float = 0.0  # the time the first pass took
 
 
 def encode_corpus(path: str | os.PathLike[str], min_count: int = 5, max_vocab: int | None = None,
@@ -53,10 +56,12 @@ def encode_corpus(path: str | os.PathLike[str], min_count: int = 5, max_vocab: i
     """
     if max_sentence_length < 1:
         raise ValueError(f"max_sentence_length must be at least 1, got {max_sentence_length}")
+    started = time.perf_counter()
     size = check_corpus(path)
     with _workspace(workdir) as folder:
-        return _encode(Path(path), size, min_count, max_vocab, max_sentence_length, max_types, folder,
-                       workers or available_cores(), progress, chunk_bytes)
+        encoded = _encode(Path(path), size, min_count, max_vocab, max_sentence_length, max_types, folder,
+                          workers or available_cores(), progress, chunk_bytes)
+    return dataclasses.replace(encoded, seconds=time.perf_counter() - started)
 
 
 @contextmanager
@@ -102,7 +107,7 @@ def _encode(path: Path, size: int, min_count: int, max_vocab: int | None, limit:
         large = any(sink.file is not None for sink in sinks)
         tokens = allocate_tokens(int(vocab.counts.sum()), target, large)
         finals = [lookup[mapping] for mapping in maps]  # each segment's ids -> vocabulary ids
-        blocks = (final[block] for segment, final in zip(segments, finals) for block in segment.sink.blocks())
+        blocks = ((ids, final) for segment, final in zip(segments, finals) for ids in segment.sink.blocks())
         try:
             starts = remap(blocks, sentence_ends(segments), tokens)
         except BaseException:

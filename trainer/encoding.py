@@ -86,6 +86,10 @@ class IdSink:
             self.path.unlink(missing_ok=True)
 
 
+MAX_EXPECTED_WORDS = 1 << 20  # a table is made for at most this many words at first (64 MiB of rows)
+BYTES_PER_NEW_WORD = 64  # a large text holds about one word type per this many bytes (grown if more)
+
+
 def tokenizable(piece: bytes) -> np.ndarray:
     """uint8 (B,) of a piece of text for WordTable.encode: non-ASCII whitespace made ASCII spaces."""
     buf = np.frombuffer(piece, dtype=np.uint8)
@@ -98,10 +102,10 @@ class WordTable:
     """The distinct tokens of a text as bytes, each with its id and count, in arrays the kernels read
     and grow (see trainer.token_kernels)."""
 
-    INITIAL_WORDS = 1 << 16  # words held before the arrays first grow
+    INITIAL_WORDS = 1 << 16  # words held before the arrays first grow, at least
 
-    def __init__(self) -> None:
-        words = self.INITIAL_WORDS
+    def __init__(self, expected_words: int = 0) -> None:
+        words = 1 << max(self.INITIAL_WORDS.bit_length() - 1, min(expected_words, MAX_EXPECTED_WORDS).bit_length())
         self.arena = np.empty(16 * words, dtype=np.uint8)  # (A,) the words' bytes, one after another
         self.offsets = np.zeros(words, dtype=np.int64)  # (>= W+1,) word w is arena[offsets[w]:offsets[w+1]]
         self.slots = np.full((2 * words, 4), kernels.EMPTY, dtype=np.int64)  # (S, 4) hash table rows
@@ -132,6 +136,12 @@ class WordTable:
     def bytes_of(self, ids: np.ndarray) -> list[bytes]:
         arena = memoryview(self.arena)
         return [bytes(arena[lo:hi]) for lo, hi in zip(self.offsets[ids].tolist(), self.offsets[ids + 1].tolist())]
+
+    def texts_of(self, ids: np.ndarray) -> list[str]:
+        """The words ids as str, from UTF-8 with U+FFFD for invalid bytes."""
+        arena = memoryview(self.arena)
+        return [str(arena[lo:hi], "utf-8", "replace")
+                for lo, hi in zip(self.offsets[ids].tolist(), self.offsets[ids + 1].tolist())]
 
     def counts(self) -> np.ndarray:
         """int64 (W,): how many times each word was counted."""
@@ -178,9 +188,9 @@ class Segment:
     words counted at most min_reduce times are forgotten (word2vec's ReduceVocab; min_reduce then grows
     by one), and the ids already read follow (forgotten ones become -1)."""
 
-    def __init__(self, sink: IdSink, limit: int, max_types: int, first: bool) -> None:
+    def __init__(self, sink: IdSink, limit: int, max_types: int, first: bool, size: int = 0) -> None:
         self.sink, self.limit, self.max_types = sink, limit, max_types
-        self.table = WordTable()
+        self.table = WordTable(min(size // BYTES_PER_NEW_WORD, max_types))  # size: of the text, in bytes
         # [tokens so far, tokens of the open line, first line open, where the first line ended]
         self.state = np.array([0, 0, 0 if first else 1, -1], dtype=np.int64)
         self.ends: list[np.ndarray] = []  # int64 positions in the segment where sentences end
@@ -227,12 +237,13 @@ def read_segments(path: Path, make_sink: Callable[[], IdSink], limit: int, max_t
     """The first pass: a plain file cut into up to ``workers`` spans read by as many threads (the kernels
     release the GIL), a compressed one in one stream. Raises CorpusError."""
     if compression(path) != "plain" or workers < 2:
-        segment = Segment(make_sink(), limit, max_types, first=True)
+        segment = Segment(make_sink(), limit, max_types, first=True, size=path.stat().st_size)
         for piece in byte_pieces(path, chunk_bytes, progress):
             segment.feed(piece)
         return [segment]
     points = split_points(path, workers)
-    segments = [Segment(make_sink(), limit, max_types, first=i == 0) for i in range(len(points) - 1)]
+    segments = [Segment(make_sink(), limit, max_types, first=i == 0, size=points[i + 1] - points[i])
+                for i in range(len(points) - 1)]
     stop = threading.Event()
 
     def read(i: int, bar: Any) -> None:
@@ -301,7 +312,7 @@ def vocabulary(table: WordTable, min_count: int, max_vocab: int | None) -> tuple
     counts = table.counts()
     maybe_merged = kernels.non_ascii_words(table.arena, table.offsets, len(table))
     candidates = np.flatnonzero((counts >= max(min_count, 1)) | maybe_merged)
-    words = [word.decode("utf-8", errors="replace") for word in table.bytes_of(candidates)]
+    words = table.texts_of(candidates)
     totals, members = counts[candidates], np.arange(len(candidates))
     merged = 0
     if maybe_merged.any():
@@ -323,23 +334,18 @@ def vocabulary(table: WordTable, min_count: int, max_vocab: int | None) -> tuple
     return vocab, lookup, len(table) - merged
 
 
-def remap(blocks: Iterator[np.ndarray], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The kept tokens of ``blocks`` (int32 final ids in corpus order, -1 for a dropped token) into ``out``
-    int32 (T,); returns sentence_starts int64 (S+1,).
+def remap(blocks: Iterator[tuple[np.ndarray, np.ndarray]], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The kept tokens into ``out`` int32 (T,); returns sentence_starts int64 (S+1,).
 
-    ``ends`` int64 (R,) are the increasing raw positions where sentences end; sentences left empty vanish.
+    ``blocks`` are (ids, lookup) in corpus order: provisional int32 ids, and int32 (W + 1,) from them to
+    final ids, -1 for a dropped token (and for -1). ``ends`` int64 (R,) are the increasing raw positions
+    where sentences end; sentences left empty vanish.
     """
     kept_at = np.empty(len(ends), dtype=np.int64)  # kept tokens before each raw sentence end
     start = written = done = 0
-    for final in blocks:
-        keep = final >= 0
-        kept = final[keep]
-        out[written:written + len(kept)] = kept
-        stop = start + len(final)
-        upto = int(np.searchsorted(ends, stop, side="right"))  # ends in (start, stop]
-        if upto > done:
-            kept_at[done:upto] = written + np.cumsum(keep, dtype=np.int64)[ends[done:upto] - start - 1]
-        written, start, done = written + len(kept), stop, upto
+    for ids, lookup in blocks:
+        written, done = kernels.keep_known(ids, lookup, start, out, written, ends, done, kept_at)
+        start += len(ids)
     lengths = np.diff(kept_at, prepend=0)
     return np.concatenate(([0], np.cumsum(lengths[lengths > 0]))).astype(np.int64)
 

@@ -154,7 +154,10 @@ def encode(buf, pos, out, written, arena, offsets, slots, sizes, max_words):
             packed = np.int64(chunk) if end - pos <= INLINE else np.int64(0)
             h = _finish(h ^ chunk, end - pos)
             starts[count], stops[count], hashes[count], packs[count] = pos, end, h, packed
-            touched ^= slots[home(h, shift), HASH]
+            first = home(h, shift)
+            touched ^= slots[first, HASH]
+            if end - pos > INLINE and (slots[first, ID] >> 32) == end - pos:
+                touched ^= arena[slots[first, AT]]  # (a long word: its bytes will be compared)
             count += 1
             pos = end
         for i in range(count):
@@ -315,3 +318,21 @@ def non_ascii_words(arena, offsets, n_words):
                 found[w] = True
                 break
     return found
+
+
+@njit(nogil=True, cache=True)
+def keep_known(ids, lookup, start, out, written, ends, done, kept_at):
+    """Append lookup[ids[i]] (-1 indexes lookup's last entry) to out int32 from out[written], leaving out
+    the -1s; ids[0] is token ``start`` of the text. For each sentence end ends[done:] (increasing raw
+    positions) reached, kept_at gets how many tokens were kept before it. Returns (written, done)."""
+    last = lookup.shape[0] - 1
+    for i in range(ids.shape[0]):
+        w = ids[i]
+        final = lookup[last if w < 0 else w]
+        if final >= 0:
+            out[written] = final
+            written += 1
+        while done < ends.shape[0] and ends[done] == start + i + 1:
+            kept_at[done] = written
+            done += 1
+    return written, done

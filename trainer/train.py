@@ -277,7 +277,8 @@ def _meta(config: TrainConfig, corpus, corpus_path, result: TrainResult) -> dict
         "objective": config.objective,
         "config": dataclasses.asdict(config),
         # phrases: the table found beside the corpus (CORPUS.phrases.tsv, as `corpus phrases` writes it), or None
-        "corpus": {"path": str(corpus_path), **corpus.stats, "phrases": describe(corpus_path)},
+        "corpus": {"path": str(corpus_path), **corpus.stats, "read_seconds": round(corpus.seconds, 3),
+                   "phrases": describe(corpus_path)},
         "training": {"epochs_done": round(result.epochs_done, 4), "interrupted": result.interrupted,
                      "seconds": round(result.seconds, 3), "words_per_second": round(result.words_per_second),
                      "loss_per_epoch": result.loss_per_epoch, "loss_history": result.loss_history},

@@ -69,7 +69,7 @@ def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5
     positions = by_word[np.argsort(-counts[by_word], kind="stable")]
     if max_vocab is not None:
         positions = positions[:max_vocab]
-    vocab = Vocabulary(words=tuple(words[i] for i in positions.tolist()), counts=counts[positions])
+    vocab = Vocabulary(words=tuple([words[i] for i in positions.tolist()]), counts=counts[positions])
     return vocab, positions
 
 
