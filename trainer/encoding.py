@@ -222,7 +222,9 @@ class Segment:
 
     def _forget(self) -> None:
         before = len(self.table)
-        self.sink.rewrite(self.table.forget(self.min_reduce))
+        mapping = self.table.forget(self.min_reduce)
+        if len(self.table) < before:  # (else the ids are unchanged)
+            self.sink.rewrite(mapping)
         self.pruned_types += before - len(self.table)
         self.prunings += 1
         self.min_reduce += 1
