@@ -73,7 +73,7 @@ def run_word2vec_c(corpus: str, out: Path, args, seed: int) -> dict:
     import_word2vec(vectors, out)
     with open(corpus, "rb") as f:
         raw_words = sum(len(line.split()) for line in f)
-    return {"wall": wall, "rss": rss, "first_pass": float("nan"), "train": float("nan"),
+    return {"wall": wall, "rss": rss, "first_pass": None, "train": None,
             "words_per_s": raw_words * args.epochs / wall}
 
 
@@ -89,12 +89,17 @@ COLUMNS = [("wall", "wall s", "{:.2f}"), ("first_pass", "first pass s", "{:.2f}"
            ("analogy", "analogy %", "{:.2f}"), ("ws353", "WS-353", "{:.3f}"), ("simlex", "SimLex", "{:.3f}")]
 
 
+def cell(fmt: str, value) -> str:
+    """A table cell: n/a for what was not measured (a word set the corpus does not cover, None; NaN)."""
+    return "n/a" if value is None or value != value else fmt.format(value)
+
+
 def print_table(rows: list[dict]) -> None:
     header = ["system", "seed"] + [title for _, title, _ in COLUMNS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
-        cells = [row["system"], str(row["seed"])] + [fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        cells = [row["system"], str(row["seed"])] + [cell(fmt, row[key]) for key, _, fmt in COLUMNS]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
@@ -106,9 +111,9 @@ def print_summary(rows: list[dict]) -> None:
         runs = [r for r in rows if r["system"] == system]
         cells = []
         for key, _, fmt in COLUMNS:
-            values = [r[key] for r in runs]
-            cells.append(f"{fmt.format(statistics.median(values))} "
-                         f"({fmt.format(min(values))}..{fmt.format(max(values))})")
+            values = [r[key] for r in runs if r[key] is not None and r[key] == r[key]]  # (None, NaN: not measured)
+            cells.append(f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+                         if values else "n/a")
         print(f"| {system} | " + " | ".join(cells) + " |")
     ours = statistics.median(r["words_per_s"] for r in rows if r["system"] == "skipgram")
     print()
