@@ -12,8 +12,10 @@
    - wrk (Debian package) on GET /similar by word and POST /similar of a random vector, at 1 and 8
      connections: req/s, p50, p99; for the exact scan, the GB/s its p50 implies;
    - recall@10 of /similar by word against brute force over a sample of words (the service's own code).
-3. The peer, in the same run: bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw, GET /similar by
-   word at 1 and 8 connections (the throughput a million words must not fall below).
+3. The peer, in the same run: bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw (the throughput a
+   million words must not fall below), served beside the big model: GET /similar by word at 8 connections
+   alternates between the two, `--rounds` times each, so that both meet the same load on this shared
+   machine; the table gives the medians and the median of the rounds' ratios.
 Targets (the service-at-scale issue): total PSS <= 1.3 x input_vectors.npy; 2 -> 4 workers adds <= 10 % of
 it; first start <= 90 s, warm start <= 5 s; approximate recall@10 >= 0.95 and p99 < 5 ms at 1 connection.
 """
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -107,7 +110,7 @@ def recall_at_10(model_dir: Path, cache_dir: Path, kind: str, words: list[str]) 
     return float(np.mean(hits))
 
 
-def measure_kind(kind: str, model_dir: Path, tmp: Path, words: list[str], args) -> dict:
+def measure_kind(kind: str, model_dir: Path, tmp: Path, words: list[str], args, peer: Peer | None) -> dict:
     cache = tmp / f"cache-{kind}"
     env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(cache), "INDEX": kind, "WEB_CONCURRENCY": "2"}
     log, row = tmp / f"gunicorn-{kind}.log", {"kind": kind}
@@ -126,8 +129,11 @@ def measure_kind(kind: str, model_dir: Path, tmp: Path, words: list[str], args) 
                  "POST /similar vector": [("POST", "/similar", json.dumps({"vector": v, "k": 10})) for v in vectors]}
         for label, items in loads.items():
             for c in (1, 8):
-                result = wrk(server.base, label, items, c, args.duration, tmp)
-                row[label, c] = result
+                row[label, c] = wrk(server.base, label, items, c, args.duration, tmp)
+        if peer is not None and kind != "flat":  # the exact scan is two orders of magnitude slower
+            rounds = [(wrk(server.base, "GET /similar word", loads["GET /similar word"], 8, args.duration, tmp),
+                       peer.load(8, args.duration, tmp)) for _ in range(args.rounds)]
+            row["rounds"] = [(ours["rps"], theirs["rps"]) for ours, theirs in rounds]
     finally:
         server.stop()
     server = Server("service:create_app()", {**env, "WEB_CONCURRENCY": "4"}, log)
@@ -141,24 +147,26 @@ def measure_kind(kind: str, model_dir: Path, tmp: Path, words: list[str], args) 
     return row
 
 
-def reference(tmp: Path, args) -> dict:
-    """The peer in the same run: bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw (the service's
-    approximate figures before this scale), GET /similar by word at 1 and 8 connections."""
-    from trainer import artifact
+class Peer:
+    """bench/serve_load.py's 100,000 x 100 model under INDEX=hnsw (the service's approximate figures before
+    this scale), served while the big model is measured: GET /similar by word."""
 
-    model_dir = synthetic_model(tmp, 100_000, 100)
-    words = random.Random(1).sample(list(artifact.load(model_dir).words), 2000)
-    items = [("GET", f"/similar?word={quote(w)}&k=10", None) for w in words]
-    env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(tmp / "cache-reference"), "INDEX": "hnsw",
-           "WEB_CONCURRENCY": "2"}
-    server = Server("service:create_app()", env, tmp / "gunicorn-reference.log")
-    try:
-        return {c: wrk(server.base, "reference", items, c, args.duration, tmp) for c in (1, 8)}
-    finally:
-        server.stop()
+    def __init__(self, tmp: Path):
+        from trainer import artifact
+
+        model_dir = synthetic_model(tmp, 100_000, 100)
+        words = random.Random(1).sample(list(artifact.load(model_dir).words), 2000)
+        self.items = [("GET", f"/similar?word={quote(w)}&k=10", None) for w in words]
+        env = {"MODEL_DIR": str(model_dir), "SKIPGRAM_CACHE_DIR": str(tmp / "cache-reference"), "INDEX": "hnsw",
+               "WEB_CONCURRENCY": "2"}
+        self.server = Server("service:create_app()", env, tmp / "gunicorn-reference.log")
+
+    def load(self, connections: int, duration: int, tmp: Path) -> dict:
+        return wrk(self.server.base, "reference", self.items, connections, duration, tmp)
 
 
 def print_tables(imports, rows, matrix_mib: float, args, peer: dict | None) -> None:
+    """peer: wrk's figures for the peer at 1 connection, or None."""
     print(f"\nimport of the {args.words:,} x {args.dim} binary file ({matrix_mib:,.0f} MiB of float32)")
     print("| command | seconds | peak RSS MiB |\n|---|---|---|")
     for name, seconds, rss in imports:
@@ -181,9 +189,20 @@ def print_tables(imports, rows, matrix_mib: float, args, peer: dict | None) -> N
                 rate = f"{matrix_mib * MIB / 1e9 / (w['p50_us'] / 1e6):.1f}" if exact_scan and c == 1 else ""
                 print(f"| {r['kind']} | {label} | {c} | {w['rps']:,.0f} | {w['p50_us'] / 1000:.2f} | "
                       f"{w['p99_us'] / 1000:.2f} | {w['errors']} | {rate} |")
-    for c, w in (peer or {}).items():
-        print(f"| hnsw, 100,000 x 100 (peer) | GET /similar word | {c} | {w['rps']:,.0f} | {w['p50_us'] / 1000:.2f} "
-              f"| {w['p99_us'] / 1000:.2f} | {w['errors']} | |")
+    if peer:
+        print(f"| hnsw, 100,000 x 100 (peer) | GET /similar word | 1 | {peer['rps']:,.0f} | "
+              f"{peer['p50_us'] / 1000:.2f} | {peer['p99_us'] / 1000:.2f} | {peer['errors']} | |")
+    compared = [r for r in rows if r.get("rounds")]
+    if compared:
+        print(f"\nGET /similar by word at 8 connections, alternating with the peer ({args.rounds} rounds of "
+              f"{args.duration} s each): req/s")
+        print("| INDEX | rounds: this / peer | median | peer median | median ratio |\n|---|---|---|---|---|")
+        for r in compared:
+            ours, theirs = zip(*r["rounds"])
+            pairs = ", ".join(f"{a:,.0f} / {b:,.0f}" for a, b in r["rounds"])
+            ratio = statistics.median(a / b for a, b in r["rounds"])
+            print(f"| {r['kind']} | {pairs} | {statistics.median(ours):,.0f} | {statistics.median(theirs):,.0f} "
+                  f"| {ratio:.2f}x |")
 
 
 def run(args, tmp: Path) -> None:
@@ -200,9 +219,14 @@ def run(args, tmp: Path) -> None:
     matrix_mib = model.input_vectors.nbytes / MIB
     words = list(model.words)
     print(f"model {model_dir}: {model.vocab_size:,} x {model.dim}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = [measure_kind(kind, model_dir, tmp, words, args) for kind in args.kinds]
-    peer = None if args.no_reference else reference(tmp, args)
-    print_tables(imports, rows, matrix_mib, args, peer)
+    peer = None if args.no_reference else Peer(tmp)
+    try:
+        rows = [measure_kind(kind, model_dir, tmp, words, args, peer) for kind in args.kinds]
+        alone = peer and peer.load(1, args.duration, tmp)
+    finally:
+        if peer is not None:
+            peer.server.stop()
+    print_tables(imports, rows, matrix_mib, args, alone)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -217,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recall-words", type=int, default=1000, help="words whose recall@10 is measured")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the peer: the 100,000 x 100 model under INDEX=hnsw, measured in the same run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of 8 connections against the peer, per index kind")
     parser.add_argument("--workdir", help="keep the generated .bin file here between runs (default: temporary)")
     args = parser.parse_args(argv)
     return run_in_temporary_folder(run, args, "serve_scale-")

@@ -3,7 +3,7 @@
 One cache entry, a folder NAME-DIGEST under CACHE_DIR (the digest of the model's contents), holds
   words-{blob,offsets,hashes,rows,sorted}.npy   the vocabulary lookup and prefix order (service.words)
   unit.faiss                             the unit input vectors, the one copy every search reads (service.indexes)
-  hnsw-m{M}-efc{E}.faiss | ivf-nlist{L}-pq{P}.faiss   the approximate index of INDEX=hnsw or ivf
+  hnsw-m{M}-efc{E}.faiss, ivf-nlist{L}-pq{P}-residual.faiss   the approximate index of INDEX=hnsw or ivf
   similar-top{k}-{ids,scores}.npy        every word's k nearest words (exact index, when affordable)
   context-top{k}-{ids,scores}.npy, context-lse.npy   every word's k likeliest context words, log softmax normaliser
   manifest.json                          the files prepare() checked, with their sizes, and its seconds
@@ -78,7 +78,8 @@ def make_plan(model: artifact.Model, settings: Mapping) -> Plan:
                  else 0)
     index_file = {"flat": None,
                   "hnsw": f"hnsw-m{settings['HNSW_M']}-efc{settings['HNSW_EF_CONSTRUCTION']}.faiss",
-                  "ivf": f"ivf-nlist{indexes.ivf_lists(size, settings['IVF_NLIST'])}-pq{indexes.pq_parts(dim)}.faiss",
+                  "ivf": (f"ivf-nlist{indexes.ivf_lists(size, settings['IVF_NLIST'])}-pq{indexes.pq_parts(dim)}"
+                          "-residual.faiss"),
                   }[kind]
     return Plan(kind, index_file, similar_k, context_k)
 

@@ -36,7 +36,7 @@ DEFAULTS = {
     "HNSW_EF_SEARCH": 48,  # query-time beam width: the recall/latency dial of hnsw
     "IVF_NLIST": 0,  # coarse lists; 0: about sqrt(V)
     "IVF_NPROBE": 8,  # lists scanned per query: the recall/latency dial of ivf
-    "IVF_CANDIDATES": 500,  # PQ candidates re-ranked by exact cosine per query
+    "IVF_CANDIDATES": 200,  # PQ candidates re-ranked by exact cosine per query
     "MAX_K": 100,  # largest k a client may ask for; also the depth of the tables
     "MAX_BATCH_WORDS": 1000,  # largest word list in one request
     "MAX_WORD_LENGTH": 100,  # longest word accepted, in characters
