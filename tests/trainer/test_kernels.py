@@ -52,6 +52,28 @@ def test_sgns_update_equals_reference(contexts, negatives):
     np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("score", [12.0, 30.0, 80.0, 120.0])
+def test_sgns_update_loss_is_exact_when_every_factor_is_tiny(score):
+    """Many negatives that all score high and a positive that scores low: the likelihood of a context word
+    is a product of K + 1 tiny factors (far below float64's range for K = 40), yet the loss is its sum of
+    -log s terms, without overflow or underflow, and the step is the reference's."""
+    n_neg, target = 40, 0
+    w_in = np.zeros((n_neg + 2, 1), np.float32)
+    w_out = np.zeros((n_neg + 2, 1), np.float32)
+    w_in[1] = 1.0
+    w_out[target] = -score
+    w_out[2:] = score
+    negatives = np.arange(2, n_neg + 2, dtype=np.int32)
+    alpha = 1e-4
+    loss, want_in, want_out = _reference_context_side_step(target, [1], w_in, w_out, alpha, negatives)
+    got = kernels.sgns_update(target, np.array([1], np.int32), 1, negatives, w_in, w_out, np.float32(alpha),
+                              np.empty((1, n_neg + 1), np.float32), np.empty((n_neg + 1, 1), np.float32))
+    assert np.isfinite(got) and got == pytest.approx(loss, rel=1e-5)
+    assert loss == pytest.approx((n_neg + 1) * score, rel=1e-3)
+    np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("contexts", [[3], [1, 2, 3, 4], [1, 1, 5], [0, 2]])
 def test_naive_softmax_update_equals_reference(contexts):
     w_in, w_out = _params(seed=1)
