@@ -36,12 +36,14 @@ def word_types(types: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_corpus(out: Path, tokens: int, types: int, exponent: float, seed: int) -> None:
-    """Write the corpus to `out` (through a temporary sibling, renamed when complete)."""
+    """Write the corpus to `out`, making its folder if need be (through a temporary sibling, renamed when
+    complete)."""
     rng = np.random.default_rng(seed)
     words = word_types(types, rng)
     weights = 1.0 / np.arange(1, types + 1, dtype=np.float64) ** exponent
     cumulative = np.cumsum(weights)
     cumulative /= cumulative[-1]
+    out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.partial")
     with open(temporary, "wb") as file:
         for start in range(0, tokens, BLOCK_TOKENS):
