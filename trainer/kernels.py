@@ -20,7 +20,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _MULT = np.uint64(0x2545F4914F6CDD1D)
 
@@ -58,6 +61,33 @@ def seed_state(seed):
     state = np.empty(1, dtype=np.uint64)
     state[0] = z if z != np.uint64(0) else np.uint64(1)
     return state
+
+
+@intrinsic
+def _prefetch(typingctx, arr, row, col):
+    """Ask the CPU to bring the cache line that holds arr[row, col] (a 2-d array) into its caches, for reading:
+    a hint (LLVM's prefetch) that neither waits nor faults."""
+    sig = types.void(arr, row, col)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        index = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], signature.args[1:])]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _prefetch_row(arr, row):
+    """Prefetch a float32 row: one hint per 64-byte cache line (16 values)."""
+    for col in range(0, arr.shape[1], 16):
+        _prefetch(arr, row, col)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -222,6 +252,14 @@ def _window_buffers(starts, window):
     return np.empty(longest, dtype=np.int32), np.empty(2 * window, dtype=np.int32)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _draw_negatives(negatives, accept, alias, n_vocab, state):
+    """Fill negatives with words drawn from the noise distribution (Walker alias table)."""
+    for k in range(negatives.shape[0]):
+        r = _below(state, n_vocab)
+        negatives[k] = r if _uniform(state) < accept[r] else alias[r]
+
+
 @njit(nogil=True, cache=True)
 def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative, alpha_lo, alpha_hi,
              seed, stop):
@@ -231,11 +269,12 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
     pairs trained, words of the sentences finished)."""
     state = seed_state(seed)
     kept, contexts = _window_buffers(starts, window)
-    negatives = np.empty(negative, dtype=np.int32)
+    negatives = np.empty((2, negative), dtype=np.int32)  # this window's, and the next one's (prefetched)
     coef = np.empty((2 * window, negative + 1), dtype=np.float32)
     grad_out = np.empty((negative + 1, w_in.shape[1]), dtype=np.float32)
     n_words, n_vocab = tokens.shape[0], accept.shape[0]
-    loss, pairs = 0.0, 0
+    loss, pairs, now = 0.0, 0, 0
+    _draw_negatives(negatives[now], accept, alias, n_vocab, state)
     for s in range(starts.shape[0] - 1):
         n_kept = _subsample(tokens, starts[s], starts[s + 1], keep, state, kept)
         alpha = np.float32(alpha_lo + (alpha_hi - alpha_lo) * starts[s] / max(1, n_words))
@@ -245,11 +284,18 @@ def sgns_job(tokens, starts, w_in, w_out, keep, accept, alias, window, negative,
             m = _gather_window(kept, n_kept, i, window, state, contexts)
             if m == 0:
                 continue
+            # the next window's negatives are drawn now and their rows fetched while this window trains,
+            # with the next centre word's output row and the context row that window may add
+            _draw_negatives(negatives[1 - now], accept, alias, n_vocab, state)
             for k in range(negative):
-                r = _below(state, n_vocab)
-                negatives[k] = r if _uniform(state) < accept[r] else alias[r]
-            loss += sgns_update(kept[i], contexts, m, negatives, w_in, w_out, alpha, coef, grad_out)
+                _prefetch_row(w_out, negatives[1 - now, k])
+            if i + 1 < n_kept:
+                _prefetch_row(w_out, kept[i + 1])
+            if i + window + 1 < n_kept:
+                _prefetch_row(w_in, kept[i + window + 1])
+            loss += sgns_update(kept[i], contexts, m, negatives[now], w_in, w_out, alpha, coef, grad_out)
             pairs += m
+            now = 1 - now
     return loss, pairs, n_words
 
 
