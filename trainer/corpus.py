@@ -56,6 +56,8 @@ def encode_corpus(path: str | os.PathLike[str], min_count: int = 5, max_vocab: i
     """
     if max_sentence_length < 1:
         raise ValueError(f"max_sentence_length must be at least 1, got {max_sentence_length}")
+    if max_vocab is not None and max_vocab < 1:
+        raise ValueError(f"max_vocab must be at least 1 (or None for no limit), got {max_vocab}")
     started = time.perf_counter()
     size = check_corpus(path)
     with _workspace(workdir) as folder:

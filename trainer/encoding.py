@@ -14,7 +14,7 @@ import numpy as np
 
 from trainer import token_kernels as kernels
 from trainer.reader import byte_pieces, compression, progress_bar, span_pieces, split_points
-from trainer.vocab import Vocabulary, rank_vocabulary, too_rare
+from trainer.vocab import Vocabulary, too_rare
 
 
 def cut_lines(starts: np.ndarray, ends: np.ndarray, limit: int) -> np.ndarray:
@@ -314,13 +314,14 @@ def vocabulary(table: WordTable, min_count: int, max_vocab: int | None) -> tuple
     counts = table.counts()
     maybe_merged = kernels.non_ascii_words(table.arena, table.offsets, len(table))
     candidates = np.flatnonzero((counts >= max(min_count, 1)) | maybe_merged)
-    words = table.texts_of(candidates)
     totals, members = counts[candidates], np.arange(len(candidates))
+    non_ascii = np.flatnonzero(maybe_merged[candidates])
+    texts = dict(zip(non_ascii.tolist(), table.texts_of(candidates[non_ascii])))  # (only these can merge)
     merged = 0
-    if maybe_merged.any():
+    if texts:
         first: dict[str, int] = {}
-        for i in np.flatnonzero(maybe_merged[candidates]).tolist():
-            members[i] = first.setdefault(words[i], i)
+        for i, text in texts.items():
+            members[i] = first.setdefault(text, i)
         duplicate = members != np.arange(len(candidates))
         merged = int(duplicate.sum())
         if merged:
@@ -328,12 +329,39 @@ def vocabulary(table: WordTable, min_count: int, max_vocab: int | None) -> tuple
             totals[duplicate] = 0  # (counted in their first)
     if not len(totals) or totals.max() < min_count:
         raise too_rare(min_count, len(table) - merged, int(max(counts.max(), totals.max(initial=0))))
-    vocab, positions = rank_vocabulary(words, totals, min_count, max_vocab)
+    positions = _ranked(table, candidates, totals, min_count, texts)[:max_vocab]
+    joined = kernels.joined_words(table.arena, table.offsets, candidates[positions])
+    words = joined.tobytes().decode("utf-8", "replace").split("\n")[:-1]  # as texts_of decodes each word
+    vocab = Vocabulary(words=tuple(words), counts=totals[positions])
     final = np.full(len(candidates), -1, dtype=np.int32)
     final[positions] = np.arange(len(vocab), dtype=np.int32)
     lookup = np.full(len(table) + 1, -1, dtype=np.int32)
     lookup[candidates] = final[members]
     return vocab, lookup, len(table) - merged
+
+
+def _ranked(table: WordTable, candidates: np.ndarray, totals: np.ndarray, min_count: int,
+            texts: dict[int, str]) -> np.ndarray:
+    """Positions in ``candidates`` of the words counted at least min_count times (``totals``), by count
+    descending, then by word as str compares them. UTF-8 orders bytes as their code points, so the words'
+    bytes are compared (16 at a time, as integers), except for a word with invalid bytes, which takes the
+    bytes of its decoded text (``texts``: position -> text of the non-ASCII words); words that share the
+    16 bytes compared are then ordered by their texts."""
+    kept = np.flatnonzero(totals >= max(min_count, 1))
+    keys = kernels.word_keys(table.arena, table.offsets, candidates[kept])
+    invalid = [p for p, text in texts.items() if "\ufffd" in text and totals[p] >= max(min_count, 1)]
+    for p, row in zip(invalid, np.searchsorted(kept, invalid).tolist()):
+        head = texts[p].encode("utf-8")[:16].ljust(16, b"\0")
+        keys[row] = int.from_bytes(head[:8], "big"), int.from_bytes(head[8:], "big")
+    order = np.lexsort((keys[:, 1], keys[:, 0], -totals[kept]))
+    ranked = np.column_stack((totals[kept][order], keys[order].view(np.int64)))
+    same = (ranked[1:] == ranked[:-1]).all(axis=1)  # row i ties with row i + 1
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], same.view(np.int8), [0]))))
+    for first, last in zip(edges[::2].tolist(), edges[1::2].tolist()):  # a run of ties: by the words' texts
+        run = order[first:last + 1]
+        run_texts = table.texts_of(candidates[kept[run]])
+        order[first:last + 1] = run[sorted(range(len(run)), key=run_texts.__getitem__)]
+    return kept[order]
 
 
 def remap(blocks: Iterator[tuple[np.ndarray, np.ndarray]], ends: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -336,3 +336,33 @@ def keep_known(ids, lookup, start, out, written, ends, done, kept_at):
             kept_at[done] = written
             done += 1
     return written, done
+
+
+@njit(nogil=True, cache=True)
+def word_keys(arena, offsets, ids):
+    """uint64 (n, 2): the first 16 bytes of each word ids[i], big-endian and zero-padded, so that the rows
+    compare as the words' bytes do (up to words that share those 16 bytes, or differ only by NULs)."""
+    keys = np.zeros((ids.shape[0], 2), dtype=np.uint64)
+    for i in range(ids.shape[0]):
+        lo, hi = offsets[ids[i]], offsets[ids[i] + 1]
+        for k in range(min(hi - lo, 16)):
+            keys[i, k >> 3] |= np.uint64(arena[lo + k]) << np.uint64(56 - 8 * (k & 7))
+    return keys
+
+
+@njit(nogil=True, cache=True)
+def joined_words(arena, offsets, ids):
+    """uint8: the bytes of the words ids, in that order, each followed by "\\n" (which no word holds)."""
+    total = 0
+    for i in range(ids.shape[0]):
+        total += offsets[ids[i] + 1] - offsets[ids[i]] + 1
+    out = np.empty(total, dtype=np.uint8)
+    at = 0
+    for i in range(ids.shape[0]):
+        for k in range(offsets[ids[i]], offsets[ids[i] + 1]):
+            out[at] = arena[k]
+            at += 1
+        out[at] = 10
+        at += 1
+    return out
+

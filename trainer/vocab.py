@@ -1,7 +1,6 @@
 """Word counts -> vocabulary, subsampling keep-probabilities and the negative-sampling noise table."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -47,30 +46,6 @@ def too_rare(min_count: int, types: int, most: int) -> VocabularyError:
     """The error for a corpus whose words all occur fewer than min_count times."""
     return VocabularyError(f"no word occurs at least min_count={min_count} times ({types} types seen, the "
                            f"most frequent occurs {most} times); lower min_count")
-
-
-def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5,
-                    max_vocab: int | None = None) -> tuple[Vocabulary, np.ndarray]:
-    """Vocabulary of the words counted at least ``min_count`` times, and where its words sit in the input.
-
-    ``words`` (n,) and ``counts`` (n,) are parallel; returns the Vocabulary and ``positions`` int64 (V,),
-    with ``vocab.words[i] == words[positions[i]]``. Raises VocabularyError when no word survives.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    if len(counts) != len(words):
-        raise ValueError(f"{len(words)} words but {len(counts)} counts")
-    if max_vocab is not None and max_vocab < 1:
-        raise ValueError(f"max_vocab must be at least 1 (or None for no limit), got {max_vocab}")
-    candidates = np.flatnonzero(counts >= max(min_count, 1))
-    if len(candidates) == 0:
-        raise too_rare(min_count, len(counts), int(counts.max()) if len(counts) else 0)
-    # Two stable sorts make the order (count descending, then word): first by word, then by count.
-    by_word = np.array(sorted(candidates.tolist(), key=words.__getitem__), dtype=np.int64)
-    positions = by_word[np.argsort(-counts[by_word], kind="stable")]
-    if max_vocab is not None:
-        positions = positions[:max_vocab]
-    vocab = Vocabulary(words=tuple([words[i] for i in positions.tolist()]), counts=counts[positions])
-    return vocab, positions
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:

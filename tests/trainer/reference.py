@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from trainer.phrase_table import PhraseTable
 from trainer.reader import CHUNK_BYTES, CorpusError, byte_pieces, check_corpus
-from trainer.vocab import Vocabulary, rank_vocabulary
+from trainer.vocab import Vocabulary, too_rare
 
 
 class WordCounter:
@@ -65,6 +65,30 @@ def build_vocabulary(counter_or_mapping: WordCounter | Mapping[str, int], min_co
     words = list(mapping.keys())
     counts = np.fromiter(mapping.values(), dtype=np.int64, count=len(words))
     return rank_vocabulary(words, counts, min_count, max_vocab)[0]
+
+
+def rank_vocabulary(words: Sequence[str], counts: np.ndarray, min_count: int = 5,
+                    max_vocab: int | None = None) -> tuple[Vocabulary, np.ndarray]:
+    """Vocabulary of the words counted at least ``min_count`` times, and where its words sit in the input.
+
+    ``words`` (n,) and ``counts`` (n,) are parallel; returns the Vocabulary and ``positions`` int64 (V,),
+    with ``vocab.words[i] == words[positions[i]]``. Raises VocabularyError when no word survives.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if len(counts) != len(words):
+        raise ValueError(f"{len(words)} words but {len(counts)} counts")
+    if max_vocab is not None and max_vocab < 1:
+        raise ValueError(f"max_vocab must be at least 1 (or None for no limit), got {max_vocab}")
+    candidates = np.flatnonzero(counts >= max(min_count, 1))
+    if len(candidates) == 0:
+        raise too_rare(min_count, len(counts), int(counts.max()) if len(counts) else 0)
+    # Two stable sorts make the order (count descending, then word): first by word, then by count.
+    by_word = np.array(sorted(candidates.tolist(), key=words.__getitem__), dtype=np.int64)
+    positions = by_word[np.argsort(-counts[by_word], kind="stable")]
+    if max_vocab is not None:
+        positions = positions[:max_vocab]
+    vocab = Vocabulary(words=tuple([words[i] for i in positions.tolist()]), counts=counts[positions])
+    return vocab, positions
 
 
 def iter_sentences(path: str | os.PathLike[str], max_sentence_length: int = 10_000,

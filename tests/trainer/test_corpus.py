@@ -120,6 +120,13 @@ def test_lines_are_cut_on_raw_tokens_before_oov_dropping(tmp_path):
     assert encoded.sentence_starts.tolist() == [0, 2, 3, 4]  # [a b a] [b a b] [a]
 
 
+@pytest.mark.parametrize("setting", [{"max_vocab": 0}, {"max_sentence_length": 0}])
+def test_settings_that_keep_nothing_are_refused(tmp_path, setting):
+    path = write(tmp_path / "c.txt", "a b a b\n")
+    with pytest.raises(ValueError, match=f"{next(iter(setting))} must be at least 1"):
+        encode_corpus(path, min_count=1, **setting)
+
+
 def test_text8_style_single_line(tmp_path):
     words = np.array(["anarchy", "the", "of", "originated", "as", "term", "abuse"], dtype=object)
     block = np.random.default_rng(0).integers(0, len(words), 100_000)
@@ -157,6 +164,23 @@ def test_non_utf8_bytes_are_replaced(tmp_path):
     encoded = encode_corpus(path, min_count=1)
     assert encoded.vocab.words == ("ok", "caf\ufffd", "\ufffd\ufffd")
     assert next(iter_sentences(path)) == ["caf\ufffd", "caf\ufffd", "ok", "\ufffd\ufffd", "ok"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_words_of_equal_count_are_ordered_as_str_orders_them(tmp_path, workers):
+    """The vocabulary compares words' bytes 16 at a time: words that share those 16 bytes, differ only by
+    NULs, or hold invalid bytes (ordered by their decoded text, not their bytes) must still come in the
+    order of Python's str, and a max_vocab cut must keep the first of that order."""
+    words = [b"a" * 16 + b"z", b"a" * 16 + b"b", b"a" * 16, b"a" * 17, b"ab", b"ab\x00", b"ab\x00\x00",
+             b"\xc0a", "\uffee".encode(), "\U0010ffff".encode(), b"\xff", "\u00e9t\u00e9".encode(),
+             b"zz", b"z", "caf\u00e9".encode(), b"caf\xe9x", b"b" * 40 + b"1", b"b" * 40 + b"0", b"b"]
+    head = b"q " * 40_000 + b"x " * 9 + b"\n"  # (NUL bytes in the first 64 KiB would mean binary)
+    data = head + b"".join(b" ".join(words) + b"\n" for _ in range(3))
+    path = write(tmp_path / "c.txt", data)
+    expected, _, _ = reference(data, 3, 10_000)
+    assert encode_corpus(path, min_count=3, workers=workers).vocab.words == expected
+    assert expected[:2] == ("q", "x") and list(expected[2:]) == sorted(w.decode("utf-8", "replace") for w in words)
+    assert encode_corpus(path, min_count=3, max_vocab=6, workers=workers).vocab.words == expected[:6]
 
 
 def many_types_text(seed: int, lines: int, words_per_line: int, types: int) -> str:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.trainer.reference import WordCounter, build_vocabulary
-from trainer.vocab import (Vocabulary, VocabularyError, keep_probabilities, noise_alias_table, noise_probabilities,
-                           rank_vocabulary)
+from tests.trainer.reference import rank_vocabulary
+from trainer.vocab import Vocabulary, VocabularyError, keep_probabilities, noise_alias_table, noise_probabilities
 
 
 @pytest.fixture
