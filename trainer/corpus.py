@@ -109,9 +109,8 @@ def _encode(path: Path, size: int, min_count: int, max_vocab: int | None, limit:
         large = any(sink.file is not None for sink in sinks)
         tokens = allocate_tokens(int(vocab.counts.sum()), target, large)
         finals = [lookup[mapping] for mapping in maps]  # each segment's ids -> vocabulary ids
-        blocks = ((ids, final) for segment, final in zip(segments, finals) for ids in segment.sink.blocks())
         try:
-            starts = remap(blocks, sentence_ends(segments), tokens)
+            starts = remap(segments, finals, sentence_ends(segments), tokens)
         except BaseException:
             if target is not None:
                 target.unlink(missing_ok=True)

@@ -364,18 +364,36 @@ def _ranked(table: WordTable, candidates: np.ndarray, totals: np.ndarray, min_co
     return kept[order]
 
 
-def remap(blocks: Iterator[tuple[np.ndarray, np.ndarray]], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The kept tokens into ``out`` int32 (T,); returns sentence_starts int64 (S+1,).
+def remap(segments: list[Segment], finals: list[np.ndarray], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The kept tokens into ``out`` int32 (T,), a thread per segment; returns sentence_starts int64 (S+1,).
 
-    ``blocks`` are (ids, lookup) in corpus order: provisional int32 ids, and int32 (W + 1,) from them to
-    final ids, -1 for a dropped token (and for -1). ``ends`` int64 (R,) are the increasing raw positions
-    where sentences end; sentences left empty vanish.
+    ``finals`` int32 (W + 1,) map each segment's provisional ids to final ids, -1 for a dropped token (and
+    for -1). Each segment writes where the kept tokens of those before it end: a later segment keeps the
+    tokens its own table counted of the words kept, and the first what remains of ``out``. ``ends`` int64
+    (R,) are the increasing raw positions where sentences end; sentences left empty vanish.
     """
+    kept = [0] + [int(s.table.counts()[final[:-1] >= 0].sum()) for s, final in zip(segments[1:], finals[1:])]
+    kept[0] = len(out) - sum(kept)
+    written_before = np.concatenate(([0], np.cumsum(kept)))
+    raw_before = np.concatenate(([0], np.cumsum([s.tokens for s in segments])))
+    bounds = np.searchsorted(ends, raw_before, side="right")  # segment i's ends: ends[bounds[i]:bounds[i+1]]
     kept_at = np.empty(len(ends), dtype=np.int64)  # kept tokens before each raw sentence end
-    start = written = done = 0
-    for ids, lookup in blocks:
-        written, done = kernels.keep_known(ids, lookup, start, out, written, ends, done, kept_at)
-        start += len(ids)
+
+    def run(i: int) -> None:
+        own_ends, own_kept_at = ends[bounds[i]:bounds[i + 1]], kept_at[bounds[i]:bounds[i + 1]]
+        start, written, done = int(raw_before[i]), int(written_before[i]), 0
+        for ids in segments[i].sink.blocks():
+            written, done = kernels.keep_known(ids, finals[i], start, out, written, own_ends, done, own_kept_at)
+            start += len(ids)
+        if written != written_before[i + 1] or done != len(own_ends):
+            raise RuntimeError(f"segment {i} kept {written - written_before[i]} tokens and {done} sentence "
+                               f"ends, its table counts {kept[i]} and {len(own_ends)}")
+
+    if len(segments) == 1:
+        run(0)
+    else:
+        with ThreadPoolExecutor(len(segments)) as pool:
+            list(pool.map(run, range(len(segments))))
     lengths = np.diff(kept_at, prepend=0)
     return np.concatenate(([0], np.cumsum(lengths[lengths > 0]))).astype(np.int64)
 
