@@ -20,10 +20,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+
+from trainer.jit import njit, prefetch
 
 _MULT = np.uint64(0x2545F4914F6CDD1D)
 
@@ -63,31 +61,11 @@ def seed_state(seed):
     return state
 
 
-@intrinsic
-def _prefetch(typingctx, arr, row, col):
-    """Ask the CPU to bring the cache line that holds arr[row, col] (a 2-d array) into its caches, for reading:
-    a hint (LLVM's prefetch) that neither waits nor faults."""
-    sig = types.void(arr, row, col)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        index = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], signature.args[1:])]
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-    return sig, codegen
-
-
 @njit(nogil=True, cache=True, inline="always")
 def _prefetch_row(arr, row):
     """Prefetch a float32 row: one hint per 64-byte cache line (16 values)."""
     for col in range(0, arr.shape[1], 16):
-        _prefetch(arr, row, col)
+        prefetch(arr, row, col)
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -11,7 +11,7 @@ Tables are powers of two probed from a Fibonacci hash; the caller grows them (re
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from trainer.jit import njit
 
 from trainer.token_kernels import EMPTY, NEWLINE, home as _home, shift_of
 

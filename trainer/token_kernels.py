@@ -19,7 +19,7 @@ only "\\n" ends a line.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from trainer.jit import njit
 
 EMPTY = -1
 NEWLINE = -1

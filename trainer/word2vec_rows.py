@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from trainer.artifact import ArrayWriter, ModelError, non_finite_rows
+from trainer.jit import njit
 
 BLOCK_BYTES = 1 << 22  # read and parsed at a time (text: its lines, words and numbers take about 8x this)
 MAX_LINE_BYTES = 1 << 26  # a text line longer than this means another format
@@ -94,7 +94,7 @@ def binary_blocks(stream, pending: bytes, rows: int, sink: Sink) -> Iterator[Blo
     return done == rows and bool(buf[:have].tobytes().strip() or (got and stream.read(1 << 16).strip()))
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _split_binary(buf, have, size, out, names, starts, lengths):  # pragma: no cover (compiled)
     """Split complete rows off buf[:have] (uint8), copying each vector (size bytes) into the next row of out
     (uint8 (k, size): the bytes of float32 rows) and each word into names (joined by b"\n"; its start and

@@ -266,3 +266,24 @@ def test_a_job_interpolates_its_learning_rate_sentence_by_sentence(objective):
                                              np.empty(8), np.empty(5, np.float32))
     np.testing.assert_allclose(w_in, want_in, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(w_out, want_out, rtol=1e-6, atol=1e-7)
+
+
+def test_kernels_start_without_importing_scipy_linalg_and_numba_linear_algebra_still_works():
+    """trainer.jit keeps numba's BLAS probe from importing scipy.linalg (0.2-0.3 s of every command); numba's
+    own linear algebra must still find it when a function that needs it is compiled."""
+    import subprocess
+    import sys
+    code = """if True:
+        import sys
+        import numpy as np
+        from trainer import corpus, kernels
+        kernels.seed_state(1)
+        assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"
+        import numba
+        dot = numba.njit(lambda a, b: np.dot(a, b))
+        assert dot(np.ones(3), np.full(3, 2.0)) == 6.0
+        assert "scipy.linalg" in sys.modules
+        print("ok")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
