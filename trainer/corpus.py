@@ -101,7 +101,7 @@ def _encode(path: Path, size: int, min_count: int, max_vocab: int | None, limit:
         raw_tokens = sum(segment.tokens for segment in segments)
         if raw_tokens == 0:
             raise CorpusError(f"corpus is empty (no tokens): {path}")
-        table, maps, pruning = merge_segments(segments)
+        table, maps, own_counts, pruning = merge_segments(segments)
         try:
             vocab, lookup, types = vocabulary(table, min_count, max_vocab)
         except VocabularyError as error:
@@ -110,7 +110,7 @@ def _encode(path: Path, size: int, min_count: int, max_vocab: int | None, limit:
         tokens = allocate_tokens(int(vocab.counts.sum()), target, large)
         finals = [lookup[mapping] for mapping in maps]  # each segment's ids -> vocabulary ids
         try:
-            starts = remap(segments, finals, sentence_ends(segments), tokens)
+            starts = remap(segments, finals, own_counts, sentence_ends(segments), tokens)
         except BaseException:
             if target is not None:
                 target.unlink(missing_ok=True)

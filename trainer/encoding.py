@@ -55,10 +55,13 @@ class IdSink:
             self.file.write(memoryview(chunk))
         self.chunks = []
 
-    def blocks(self, block: int = 1 << 22) -> Iterator[np.ndarray]:
-        """The ids in corpus order, as int32 arrays."""
+    def drain(self, block: int = 1 << 22) -> Iterator[np.ndarray]:
+        """The ids in corpus order, as int32 arrays, once: chunks held in memory are released as they are
+        handed out."""
         if self.file is None:
-            yield from self.chunks
+            self.chunks.reverse()
+            while self.chunks:
+                yield self.chunks.pop()
             return
         self.file.flush()
         ids = np.memmap(self.file, dtype=np.int32, mode="r", shape=(self.size,))
@@ -190,7 +193,8 @@ class Segment:
 
     def __init__(self, sink: IdSink, limit: int, max_types: int, first: bool, size: int = 0) -> None:
         self.sink, self.limit, self.max_types = sink, limit, max_types
-        self.table = WordTable(min(size // BYTES_PER_NEW_WORD, max_types))  # size: of the text, in bytes
+        # size: of the text, in bytes; the table is released (None) once merged into another
+        self.table: WordTable | None = WordTable(min(size // BYTES_PER_NEW_WORD, max_types))
         # [tokens so far, tokens of the open line, first line open, where the first line ended]
         self.state = np.array([0, 0, 0 if first else 1, -1], dtype=np.int64)
         self.ends: list[np.ndarray] = []  # int64 positions in the segment where sentences end
@@ -265,13 +269,17 @@ def read_segments(path: Path, make_sink: Callable[[], IdSink], limit: int, max_t
     return segments
 
 
-def merge_segments(segments: list[Segment]) -> tuple[WordTable, list[np.ndarray], dict[str, int]]:
+def merge_segments(segments: list[Segment]) -> tuple[WordTable, list[np.ndarray], list[np.ndarray], dict[str, int]]:
     """One word table for all segments (the first's, with the others' words and counts added, then
-    bounded again), each segment's map from its ids to the table's (int32, -1 -> -1), and the pruning
-    counts."""
+    bounded again), each segment's map from its ids to the table's (int32, -1 -> -1), the counts of each
+    later segment's own words (int64, by its ids; for remap), and the pruning counts. The later segments'
+    tables are released (``table`` None): only their counts are needed after this."""
     table = segments[0].table
     maps = [np.append(np.arange(len(table), dtype=np.int32), np.int32(-1))]
     maps += [table.merge(segment.table) for segment in segments[1:]]
+    own_counts = [segment.table.counts() for segment in segments[1:]]
+    for segment in segments[1:]:
+        segment.table = None
     stats = {"pruned_types": sum(s.pruned_types for s in segments), "prunings": sum(s.prunings for s in segments)}
     min_reduce = max(s.min_reduce for s in segments)
     while len(table) > segments[0].max_types:
@@ -281,7 +289,7 @@ def merge_segments(segments: list[Segment]) -> tuple[WordTable, list[np.ndarray]
         stats["pruned_types"] += before - len(table)
         stats["prunings"] += 1
         min_reduce += 1
-    return table, maps, stats
+    return table, maps, own_counts, stats
 
 
 def sentence_ends(segments: list[Segment]) -> np.ndarray:
@@ -364,15 +372,17 @@ def _ranked(table: WordTable, candidates: np.ndarray, totals: np.ndarray, min_co
     return kept[order]
 
 
-def remap(segments: list[Segment], finals: list[np.ndarray], ends: np.ndarray, out: np.ndarray) -> np.ndarray:
+def remap(segments: list[Segment], finals: list[np.ndarray], own_counts: list[np.ndarray], ends: np.ndarray,
+          out: np.ndarray) -> np.ndarray:
     """The kept tokens into ``out`` int32 (T,), a thread per segment; returns sentence_starts int64 (S+1,).
 
     ``finals`` int32 (W + 1,) map each segment's provisional ids to final ids, -1 for a dropped token (and
-    for -1). Each segment writes where the kept tokens of those before it end: a later segment keeps the
-    tokens its own table counted of the words kept, and the first what remains of ``out``. ``ends`` int64
+    for -1). Each segment writes where the kept tokens of those before it end: a later segment keeps as many
+    tokens as its ``own_counts`` (by its ids; see merge_segments) give its words kept, and the first what
+    remains of ``out``. ``ends`` int64
     (R,) are the increasing raw positions where sentences end; sentences left empty vanish.
     """
-    kept = [0] + [int(s.table.counts()[final[:-1] >= 0].sum()) for s, final in zip(segments[1:], finals[1:])]
+    kept = [0] + [int(counts[final[:-1] >= 0].sum()) for counts, final in zip(own_counts, finals[1:])]
     kept[0] = len(out) - sum(kept)
     written_before = np.concatenate(([0], np.cumsum(kept)))
     raw_before = np.concatenate(([0], np.cumsum([s.tokens for s in segments])))
@@ -382,7 +392,7 @@ def remap(segments: list[Segment], finals: list[np.ndarray], ends: np.ndarray, o
     def run(i: int) -> None:
         own_ends, own_kept_at = ends[bounds[i]:bounds[i + 1]], kept_at[bounds[i]:bounds[i + 1]]
         start, written, done = int(raw_before[i]), int(written_before[i]), 0
-        for ids in segments[i].sink.blocks():
+        for ids in segments[i].sink.drain():
             written, done = kernels.keep_known(ids, finals[i], start, out, written, own_ends, done, own_kept_at)
             start += len(ids)
         if written != written_before[i + 1] or done != len(own_ends):
