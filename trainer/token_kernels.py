@@ -19,11 +19,12 @@ only "\\n" ends a line.
 from __future__ import annotations
 
 import numpy as np
-from trainer.jit import njit
+from trainer.jit import njit, prefetch
 
 EMPTY = -1
 NEWLINE = -1
 HASH, ID, COUNT, AT = 0, 1, 2, 3  # the columns of a slot row
+MERGE_AHEAD = 16  # merge prefetches the home slot of the word this many ahead
 INLINE = 8  # a word of at most this many bytes is held in its row's AT column instead of its arena offset
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MURMUR_1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -242,7 +243,10 @@ def merge(arena, offsets, slots, sizes, other_arena, other_offsets, other_rows, 
     table; mapping int32 (>= W2,) gets each one's id here. Returns (next start, need): need > 0 when this
     table's arrays are full (grow them, call again)."""
     shift, mask = shift_of(slots.shape[0]), slots.shape[0] - 1
-    for w in range(start, other_rows.shape[0]):
+    n_other = other_rows.shape[0]
+    for w in range(start, n_other):
+        if w + MERGE_AHEAD < n_other:  # the hashes are known: fetch a later word's home slot now
+            prefetch(slots, home(np.uint64(other_rows[w + MERGE_AHEAD, HASH]), shift), 0)
         lo, length = other_offsets[w], other_rows[w, ID] >> 32
         h, packed = np.uint64(other_rows[w, HASH]), other_rows[w, AT]
         slot = _find(other_arena, lo, lo + length, h, packed, arena, slots, mask, shift)
