@@ -12,7 +12,7 @@ Conventions:
                           at is the word's bytes themselves (first byte lowest) when it has at most INLINE,
                           else its arena offset. The row holds all a look-up needs, so a token costs one
                           cache miss (two for a long word), and its count is kept where it is found.
-    sizes   int64 (3,)    [W, arena bytes used, scratch]
+    sizes   int64 (2,)    [W, arena bytes used]
 Tokens are split at the characters Python's str.split() splits at (ASCII and Unicode whitespace in UTF-8);
 only "\\n" ends a line.
 """
@@ -112,7 +112,7 @@ def _finish(h, length):
     return h ^ (h >> np.uint64(33))
 
 
-BATCH = 32  # tokens scanned and hashed ahead of their look-ups, whose cache misses then overlap
+BATCH = 32  # tokens scanned, hashed and their slots prefetched ahead of their look-ups, so the misses overlap
 
 
 @njit(nogil=True, cache=True)
@@ -124,14 +124,13 @@ def encode(buf, pos, out, written, arena, offsets, slots, sizes, max_words):
     word's length) when the arrays are full (grow them, call again), -1 when the table holds max_words
     words (forget some, call again).
 
-    Tokens are taken BATCH at a time: first each one's bounds and hash, and a read of its first slot, so
-    that the memory fetches of a batch run together; then the look-ups, one by one, in order."""
+    Tokens are taken BATCH at a time: first each one's bounds and hash, and a prefetch of its first slot,
+    so that the memory fetches of a batch run together; then the look-ups, one by one, in order."""
     n, shift, mask = buf.shape[0], shift_of(slots.shape[0]), slots.shape[0] - 1
     starts = np.empty(BATCH, dtype=np.int64)  # -1: a line end
     stops = np.empty(BATCH, dtype=np.int64)
     hashes = np.empty(BATCH, dtype=np.uint64)
     packs = np.empty(BATCH, dtype=np.int64)
-    touched = np.int64(0)
     while pos < n:
         count = 0
         while count < BATCH and pos < n:
@@ -155,10 +154,7 @@ def encode(buf, pos, out, written, arena, offsets, slots, sizes, max_words):
             packed = np.int64(chunk) if end - pos <= INLINE else np.int64(0)
             h = _finish(h ^ chunk, end - pos)
             starts[count], stops[count], hashes[count], packs[count] = pos, end, h, packed
-            first = home(h, shift)
-            touched ^= slots[first, HASH]
-            if end - pos > INLINE and (slots[first, ID] >> 32) == end - pos:
-                touched ^= arena[slots[first, AT]]  # (a long word: its bytes will be compared)
+            prefetch(slots, home(h, shift), 0)
             count += 1
             pos = end
         for i in range(count):
@@ -183,7 +179,6 @@ def encode(buf, pos, out, written, arena, offsets, slots, sizes, max_words):
             slots[slot, COUNT] += 1
             out[written] = slots[slot, ID] & _LOW
             written += 1
-    sizes[2] = touched  # (kept, so that the reads ahead are not optimised away)
     return pos, written, 0
 
 
