@@ -34,15 +34,19 @@ __all__ = ["njit", "prefetch"]
 
 
 @intrinsic
-def prefetch(typingctx, arr, row, col):
-    """Ask the CPU to bring the cache line that holds arr[row, col] (a 2-d array) into its caches, for reading:
-    a hint (LLVM's prefetch) that neither waits nor faults."""
-    sig = types.void(arr, row, col)
+def prefetch(typingctx, arr, index):
+    """Ask the CPU to bring the cache line that holds arr[index] (an int for a 1-d array, a tuple of ints
+    otherwise) into its caches, for reading: a hint (LLVM's prefetch) that neither waits nor faults."""
+    sig = types.void(arr, index)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
+        aryty, indexty = signature.args
         ary = context.make_array(aryty)(context, builder, args[0])
-        index = [context.cast(builder, a, t, types.intp) for a, t in zip(args[1:], signature.args[1:])]
+        if isinstance(indexty, types.BaseTuple):
+            values, value_types = cgutils.unpack_tuple(builder, args[1], len(indexty)), list(indexty)
+        else:
+            values, value_types = [args[1]], [indexty]
+        index = [context.cast(builder, v, t, types.intp) for v, t in zip(values, value_types)]
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)

@@ -65,7 +65,7 @@ def seed_state(seed):
 def _prefetch_row(arr, row):
     """Prefetch a float32 row: one hint per 64-byte cache line (16 values)."""
     for col in range(0, arr.shape[1], 16):
-        prefetch(arr, row, col)
+        prefetch(arr, (row, col))
 
 
 @njit(nogil=True, cache=True, inline="always")

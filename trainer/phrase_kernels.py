@@ -11,8 +11,8 @@ Tables are powers of two probed from a Fibonacci hash; the caller grows them (re
 from __future__ import annotations
 
 import numpy as np
-from trainer.jit import njit
 
+from trainer.jit import njit
 from trainer.token_kernels import EMPTY, NEWLINE, home as _home, shift_of
 
 

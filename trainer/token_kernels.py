@@ -19,6 +19,7 @@ only "\\n" ends a line.
 from __future__ import annotations
 
 import numpy as np
+
 from trainer.jit import njit, prefetch
 
 EMPTY = -1
@@ -154,7 +155,7 @@ def encode(buf, pos, out, written, arena, offsets, slots, sizes, max_words):
             packed = np.int64(chunk) if end - pos <= INLINE else np.int64(0)
             h = _finish(h ^ chunk, end - pos)
             starts[count], stops[count], hashes[count], packs[count] = pos, end, h, packed
-            prefetch(slots, home(h, shift), 0)
+            prefetch(slots, (home(h, shift), 0))
             count += 1
             pos = end
         for i in range(count):
@@ -241,7 +242,7 @@ def merge(arena, offsets, slots, sizes, other_arena, other_offsets, other_rows, 
     n_other = other_rows.shape[0]
     for w in range(start, n_other):
         if w + MERGE_AHEAD < n_other:  # the hashes are known: fetch a later word's home slot now
-            prefetch(slots, home(np.uint64(other_rows[w + MERGE_AHEAD, HASH]), shift), 0)
+            prefetch(slots, (home(np.uint64(other_rows[w + MERGE_AHEAD, HASH]), shift), 0))
         lo, length = other_offsets[w], other_rows[w, ID] >> 32
         h, packed = np.uint64(other_rows[w, HASH]), other_rows[w, AT]
         slot = _find(other_arena, lo, lo + length, h, packed, arena, slots, mask, shift)
