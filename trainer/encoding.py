@@ -111,7 +111,7 @@ class WordTable:
         words = 1 << max(self.INITIAL_WORDS.bit_length() - 1, min(expected_words, MAX_EXPECTED_WORDS).bit_length())
         self.arena = np.empty(16 * words, dtype=np.uint8)  # (A,) the words' bytes, one after another
         self.offsets = np.zeros(words, dtype=np.int64)  # (>= W+1,) word w is arena[offsets[w]:offsets[w+1]]
-        self.slots = np.full((2 * words, 4), kernels.EMPTY, dtype=np.int64)  # (S, 4) hash table rows
+        self.slots = np.full((words, 4), kernels.EMPTY, dtype=np.int64)  # (S, 4) hash table rows
         self.sizes = np.zeros(2, dtype=np.int64)  # [W, bytes of arena used]
 
     def __len__(self) -> int:
