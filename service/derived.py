@@ -4,6 +4,8 @@ One cache entry, a folder NAME-DIGEST under CACHE_DIR (the digest of the model's
   words-{blob,offsets,hashes,rows,sorted}.npy   the vocabulary lookup and prefix order (service.words)
   unit.faiss                             the unit input vectors, the one copy every search reads (service.indexes)
   hnsw-m{M}-efc{E}.faiss, ivf-nlist{L}-pq{P}-residual.faiss   the approximate index of INDEX=hnsw or ivf
+  ivf-...-dial-recall{R}[-nprobe{n}][-candidates{c}].json   how ivf is searched, tuned for recall R (the
+                                         settings given are in the name)
   similar-top{k}-{ids,scores}.npy        every word's k nearest words (exact index, when affordable)
   context-top{k}-{ids,scores}.npy, context-lse.npy   every word's k likeliest context words, log softmax normaliser
   manifest.json                          the files prepare() checked, with their sizes, and its seconds
@@ -50,12 +52,13 @@ class Plan:
 
     kind: str  # "flat", "hnsw" or "ivf" (INDEX=auto resolved)
     index_file: str | None  # the approximate index's file, None for flat
+    dial_file: str | None  # ivf: the tuned nprobe and candidates; None when both are set or not ivf
     similar_k: int  # depth of the similar table; 0: none
     context_k: int  # depth of the context table; 0: none
 
     def files(self) -> list[str]:
         names = [f"words-{name}.npy" for name in words.NAMES] + [UNIT_FILE]
-        names += [self.index_file] if self.index_file else []
+        names += [name for name in (self.index_file, self.dial_file) if name]
         names += list(_similar_specs(self.similar_k, 0)) if self.similar_k else []
         names += list(_context_specs(self.context_k, 0)) if self.context_k else []
         return names
@@ -81,7 +84,12 @@ def make_plan(model: artifact.Model, settings: Mapping) -> Plan:
                   "ivf": (f"ivf-nlist{indexes.ivf_lists(size, settings['IVF_NLIST'])}-pq{indexes.pq_parts(dim)}"
                           "-residual.faiss"),
                   }[kind]
-    return Plan(kind, index_file, similar_k, context_k)
+    dial_file = None
+    if kind == "ivf" and not (settings["IVF_NPROBE"] and settings["IVF_CANDIDATES"]):
+        fixed = "".join(f"-{name}{settings[key]}" for name, key in
+                        (("nprobe", "IVF_NPROBE"), ("candidates", "IVF_CANDIDATES")) if settings[key])
+        dial_file = f"{index_file.removesuffix('.faiss')}-dial-recall{settings['IVF_RECALL']:g}{fixed}.json"
+    return Plan(kind, index_file, dial_file, similar_k, context_k)
 
 
 @dataclass(eq=False)
@@ -93,6 +101,7 @@ class Derived:
     unit_index: faiss.IndexFlatIP  # owns the memory `unit` views
     unit: np.ndarray  # float32 (V, N), read-only: unit input vectors
     index: faiss.Index | None  # the approximate index (hnsw: unit_index is its storage)
+    ivf_dial: indexes.IvfDial | None  # how the ivf index is searched
     similar: tuple[np.ndarray, np.ndarray] | None  # ids int32 (V, k), cosines float32 (V, k)
     context: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # ids (V, k), scores (V, k), lse float64 (V,)
     folder: Path
@@ -136,6 +145,15 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
         index = entry.cached(f"{plan.kind} index", read, build, lambda built: indexes.write(built, path))
         if plan.kind == "hnsw" and index.storage is None:  # built here and kept in memory
             index.storage, index.own_fields = unit_index, False
+    ivf_dial = None
+    if plan.kind == "ivf":
+        if "ivf index" in entry.built:  # dials tuned on the index it replaces are of no use
+            for stale in folder.glob(f"{plan.index_file.removesuffix('.faiss')}-dial-*.json"):
+                stale.unlink(missing_ok=True)
+        tune = lambda: _tuned_dial(index, unit_index, settings, threads)  # noqa: E731
+        ivf_dial = (entry.cached("ivf dial", lambda: _read_dial(folder / plan.dial_file, index, settings), tune,
+                                 lambda dial: _write_dial(folder / plan.dial_file, dial))
+                    if plan.dial_file else tune())
     similar = context = None
     if plan.similar_k:
         specs = _similar_specs(plan.similar_k, model.vocab_size)
@@ -157,7 +175,8 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
             (folder / MANIFEST).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("cannot remove %s (%s)", folder / MANIFEST, exc)
-    return Derived(plan, word_table, unit_index, unit, index, similar, context, folder, seconds, seconds)
+    return Derived(plan, word_table, unit_index, unit, index, ivf_dial, similar, context, folder, seconds,
+                   seconds)
 
 
 class _Entry:
@@ -166,6 +185,7 @@ class _Entry:
     def __init__(self, writable: bool):
         self.writable = writable
         self.complete = True  # no write failed: a manifest may vouch for the entry's files
+        self.built: set[str] = set()  # what this preparation built afresh
 
     def cached(self, what: str, read: Callable, build: Callable, write: Callable):
         """read() the checked file(s); else build(), write() and read back mapped (kept in memory when the
@@ -178,6 +198,7 @@ class _Entry:
             log.warning("%s: unusable (%s): building it again", what, exc)
         started = time.perf_counter()
         built = build()
+        self.built.add(what)
         log.info("%s built in %.1f s", what, time.perf_counter() - started)
         if not self.writable:
             return built
@@ -245,6 +266,38 @@ def _checked_table(folder: Path, specs: dict, size: int) -> tuple[np.ndarray, ..
     return loaded
 
 
+def _tuned_dial(index: faiss.Index, unit_index: faiss.IndexFlatIP, settings: Mapping,
+                threads: int) -> indexes.IvfDial:
+    dial = indexes.tune_ivf(index, unit_index, settings["IVF_RECALL"], settings["IVF_NPROBE"],
+                            settings["IVF_CANDIDATES"], threads=threads)
+    if dial.recall is not None and dial.recall < settings["IVF_RECALL"]:
+        log.warning("ivf: recall@10 %.3f with every list probed and %d candidates, short of IVF_RECALL=%g",
+                    dial.recall, dial.candidates, settings["IVF_RECALL"])
+    return dial
+
+
+def _read_dial(path: Path, index: faiss.Index, settings: Mapping) -> indexes.IvfDial:
+    """The tuned dial, checked: probes within the lists, candidates positive, the settings given kept."""
+    body = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        dial = indexes.IvfDial(body["nprobe"], body["candidates"], body["recall"])
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: not an ivf dial") from None
+    if (type(dial.nprobe) is not int or not 1 <= dial.nprobe <= index.nlist
+            or type(dial.candidates) is not int or dial.candidates < 1
+            or not (dial.recall is None or type(dial.recall) is float and 0 <= dial.recall <= 1)
+            or settings["IVF_NPROBE"] not in (0, dial.nprobe)
+            or settings["IVF_CANDIDATES"] not in (0, dial.candidates)):
+        raise ValueError(f"{path}: an ivf dial out of range or of other settings")
+    return dial
+
+
+def _write_dial(path: Path, dial: indexes.IvfDial) -> None:
+    body = {"nprobe": dial.nprobe, "candidates": dial.candidates, "recall": dial.recall}
+    with artifact.atomic_file(path) as f:
+        f.write(json.dumps(body, indent=1).encode())
+
+
 def _write_manifest(folder: Path, model: artifact.Model, plan: Plan, seconds: float) -> None:
     """Add this plan's files to the manifest (other settings' files stay listed), with the `seconds` this
     preparation took (the service reports it in /metrics)."""
@@ -280,19 +333,21 @@ def open_prepared(model: artifact.Model, settings: Mapping) -> Derived:
         if len(table) != model.vocab_size:
             raise ValueError("word table of another size")
         unit_index = indexes.read_unit(folder / UNIT_FILE, model.vocab_size, model.dim)
-        index = None
+        index = ivf_dial = None
         if plan.kind == "hnsw":
             index = indexes.read_hnsw(folder / plan.index_file, unit_index, settings["HNSW_M"])
         elif plan.kind == "ivf":
             index = indexes.read_ivf(folder / plan.index_file, model.vocab_size, model.dim,
                                      indexes.ivf_lists(model.vocab_size, settings["IVF_NLIST"]))
+            ivf_dial = (_read_dial(folder / plan.dial_file, index, settings) if plan.dial_file
+                        else _tuned_dial(index, unit_index, settings, threads=1))  # both set: nothing tuned
         similar = (_load_all(folder, _similar_specs(plan.similar_k, model.vocab_size)) if plan.similar_k else None)
         context = (_load_all(folder, _context_specs(plan.context_k, model.vocab_size)) if plan.context_k else None)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.info("no prepared data for %s in %s (%s): preparing it in this process", model.path, folder, exc)
         return prepare(model, settings)
     prepared = manifest.get("prepare_seconds")
-    return Derived(plan, table, unit_index, indexes.unit_view(unit_index), index, similar, context, folder,
+    return Derived(plan, table, unit_index, indexes.unit_view(unit_index), index, ivf_dial, similar, context, folder,
                    time.perf_counter() - started, prepared if type(prepared) in (int, float) else None)
 
 

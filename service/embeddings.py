@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import faiss
 import numpy as np
 
-from service import arrays
+from service import arrays, indexes
 from service.derived import Derived
 from service.settings import DEFAULTS
 from trainer import artifact
@@ -47,7 +47,6 @@ class Embeddings:
         # plain views, as np.memmap's indexing costs more per request
         self._vectors = np.asarray(model.input_vectors)
         self._output = None if model.output_vectors is None else np.asarray(model.output_vectors)
-        self._candidates = opts["IVF_CANDIDATES"]
         faiss.omp_set_num_threads(opts["FAISS_THREADS"])
         self._index_facts = {"type": derived.plan.kind, "exact": derived.plan.kind == "flat"}
         if derived.plan.kind == "hnsw":
@@ -56,11 +55,11 @@ class Embeddings:
                                      ef_search=opts["HNSW_EF_SEARCH"])
         self._searched = derived.index or derived.unit_index  # what _search asks
         if derived.plan.kind == "ivf":
-            derived.index.nprobe = opts["IVF_NPROBE"]
-            # The PQ codes' best candidates, re-ranked in C++ by exact inner products on the unit vectors
-            self._searched = faiss.IndexRefine(derived.index, derived.unit_index)
-            self._index_facts.update(nlist=derived.index.nlist, nprobe=opts["IVF_NPROBE"],
-                                     candidates=self._candidates)
+            dial = derived.ivf_dial
+            self._candidates = dial.candidates
+            self._searched = indexes.refined(derived.index, derived.unit_index, dial.nprobe)
+            self._index_facts.update(nlist=derived.index.nlist, nprobe=dial.nprobe, candidates=dial.candidates,
+                                     tuned_recall=dial.recall)
 
     # ------------------------------------------------------------------------------- facts
 
@@ -186,7 +185,7 @@ class Embeddings:
         IVF_CANDIDATES candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
         wanted = min(k + len(exclude), self.vocab_size)
         if self.derived.plan.kind == "ivf":
-            self._searched.k_factor = max(1.0, self._candidates / wanted)
+            indexes.set_candidates(self._searched, self._candidates, wanted)
         scores, ids = self._searched.search(query[None], wanted)
         keep = (ids[0] >= 0) & (ids[0] < self.vocab_size)  # -1: fewer hits than asked
         return arrays.best_of(ids[0][keep], scores[0][keep], k, exclude)

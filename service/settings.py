@@ -35,8 +35,11 @@ DEFAULTS = {
     "HNSW_EF_CONSTRUCTION": 80,  # build-time beam width
     "HNSW_EF_SEARCH": 48,  # query-time beam width: the recall/latency dial of hnsw
     "IVF_NLIST": 0,  # coarse lists; 0: about sqrt(V)
-    "IVF_NPROBE": 8,  # lists scanned per query: the recall/latency dial of ivf
-    "IVF_CANDIDATES": 200,  # PQ candidates re-ranked by exact cosine per query
+    # The recall/latency dial of ivf: lists scanned per query and PQ candidates re-ranked by exact cosine;
+    # 0: tuned per model, the cheapest pair whose recall@10 on a sample of its words reaches IVF_RECALL
+    "IVF_NPROBE": 0,
+    "IVF_CANDIDATES": 0,
+    "IVF_RECALL": 0.96,
     "MAX_K": 100,  # largest k a client may ask for; also the depth of the tables
     "MAX_BATCH_WORDS": 1000,  # largest word list in one request
     "MAX_WORD_LENGTH": 100,  # longest word accepted, in characters
@@ -64,7 +67,7 @@ DEFAULTS = {
     "API_KEY_FILE": None,  # or a file holding the key (a mounted secret); its trailing newlines are dropped
 }
 
-_POSITIVE = ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "IVF_NPROBE", "IVF_CANDIDATES", "MAX_K",
+_POSITIVE = ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "MAX_K",
              "MAX_BATCH_WORDS", "MAX_WORD_LENGTH", "MAX_CONTENT_LENGTH", "FAISS_THREADS")
 
 
@@ -98,7 +101,17 @@ def check(config) -> None:
         raise SettingsError(f"INDEX must be one of {', '.join(INDEX_KINDS)}, got {config['INDEX']!r}")
     for name in _POSITIVE:
         _check_int(config, name, minimum=1)
-    _check_int(config, "IVF_NLIST", minimum=0)
+    for name in ("IVF_NLIST", "IVF_NPROBE", "IVF_CANDIDATES"):
+        _check_int(config, name, minimum=0)
+    recall = config["IVF_RECALL"]
+    if isinstance(recall, str):
+        try:
+            recall = config["IVF_RECALL"] = float(recall)
+        except ValueError:
+            pass
+    if isinstance(recall, bool) or not isinstance(recall, (int, float)) or not 0 < recall <= 1:
+        raise SettingsError(f"IVF_RECALL (environment {PREFIX}_IVF_RECALL) must be a number in (0, 1], "
+                            f"got {recall!r}")
     for name in ("TABLES_MAX_COST", "TABLES_LATER_MAX_COST"):
         if isinstance(config[name], float) and config[name].is_integer():
             config[name] = int(config[name])  # 2e12 reads as a float

@@ -11,10 +11,10 @@ import tempfile
 import numpy as np
 import pytest
 
-from service import derived, precompute, settings
+from service import derived, indexes, precompute, settings
 from service.embeddings import Embeddings
 from tests.service.conftest import DIM, VOCAB
-from tests.service.test_embeddings import cosine_ranking, numpy_softmax
+from tests.service.test_embeddings import clustered_model, cosine_ranking, numpy_softmax
 from trainer import artifact
 from trainer.artifact import ModelError
 
@@ -168,6 +168,94 @@ def test_a_worker_prepares_again_when_a_file_is_not_the_size_prepared(entry, ori
     served = open_worker(model)
     assert_serves_brute_force(served, model)
     assert (entry / name).read_bytes() == originals[name]  # prepared again, and kept for the next worker
+
+
+# --------------------------------------------------------------------------------------- the ivf dial
+
+IVF = {"INDEX": "ivf", "IVF_RECALL": 0.96}
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    """3,000 x 32 vectors around 60 centres with much noise: 55 IVF lists, a word's neighbours spread over
+    a dozen (the dial tuned is 12 lists and 50 candidates)."""
+    return clustered_model(tmp_path_factory.mktemp("clustered") / "model", noise=1.2)
+
+
+def prepared(model, cache, **extra):
+    return derived.prepare(model, settings.load({"MODEL_DIR": model.path, "CACHE_DIR": cache, **IVF, **extra}))
+
+
+def test_the_ivf_dial_is_the_cheapest_that_reaches_the_recall_asked(tmp_path, clustered):
+    chosen = prepared(clustered, tmp_path / "cache")
+    dial, index = chosen.ivf_dial, chosen.index
+    assert dial.recall >= IVF["IVF_RECALL"]
+    assert (dial.nprobe, dial.candidates) != (index.nlist, indexes.CANDIDATE_STEPS[-1])  # something was saved
+    cost = indexes.query_cost(dial.nprobe, dial.candidates, index)
+    for nprobe in [p for p in indexes.PROBE_STEPS if p < index.nlist] + [index.nlist]:  # every other frontier
+        other = indexes.tune_ivf(index, chosen.unit_index, IVF["IVF_RECALL"], nprobe=nprobe)
+        assert other.nprobe == nprobe and other.candidates in indexes.CANDIDATE_STEPS
+        if other.recall >= IVF["IVF_RECALL"]:
+            assert indexes.query_cost(other.nprobe, other.candidates, index) >= cost
+        if nprobe < dial.nprobe:
+            assert other.recall < IVF["IVF_RECALL"] or other.candidates > dial.candidates
+    # what the sample measured is what the service then recalls over all words
+    config = {"MODEL_DIR": clustered.path, "CACHE_DIR": tmp_path / "cache"}
+    served = Embeddings(clustered, derived.open_prepared(clustered, settings.load({**config, **IVF})))
+    exact = Embeddings(clustered, derived.prepare(clustered, settings.load({**config, "INDEX": "flat",
+                                                                            "TABLES_MAX_COST": 0})))
+    words = clustered.words[::3]
+    recall = np.mean([len({w for w, _ in exact.similar(word, 10)} & {w for w, _ in served.similar(word, 10)})
+                      for word in words]) / 10
+    print(f"ivf dial {dial}: recall@10 over {len(words)} words {recall:.4f}")
+    assert recall == pytest.approx(dial.recall, abs=0.03)
+    assert served.describe()["index"] == {"type": "ivf", "exact": False, "nlist": index.nlist, "nprobe": dial.nprobe,
+                                          "candidates": dial.candidates, "tuned_recall": dial.recall}
+
+
+def test_an_ivf_setting_given_is_kept_and_the_other_tuned(tmp_path, clustered):
+    cache = tmp_path / "cache"
+    dial = prepared(clustered, cache, IVF_NPROBE=3).ivf_dial
+    assert dial.nprobe == 3 and dial.candidates in indexes.CANDIDATE_STEPS
+    entry = derived.cache_folder(clustered, cache)
+    assert [p.name for p in entry.glob("*dial*")] == ["ivf-nlist55-pq16-residual-dial-recall0.96-nprobe3.json"]
+    both = prepared(clustered, cache, IVF_NPROBE=5, IVF_CANDIDATES=70).ivf_dial
+    assert both == indexes.IvfDial(5, 70, None)
+    assert len(list(entry.glob("*dial*"))) == 1  # nothing to tune, nothing kept
+
+
+DIAL_DAMAGES = {
+    "not JSON": b"{nprobe",
+    "no candidates": b'{"nprobe": 2, "recall": 0.99}',
+    "no probe": b'{"nprobe": 0, "candidates": 100, "recall": 0.99}',
+    "more probes than lists": b'{"nprobe": 56, "candidates": 100, "recall": 0.99}',
+    "a probe count that is not an integer": b'{"nprobe": 2.5, "candidates": 100, "recall": 0.99}',
+    "no candidate": b'{"nprobe": 2, "candidates": 0, "recall": 0.99}',
+    "a recall that is not one": b'{"nprobe": 2, "candidates": 100, "recall": "high"}',
+    "not an object": b"[2, 100, 0.99]",
+}
+
+
+@pytest.mark.parametrize("damage", DIAL_DAMAGES.values(), ids=DIAL_DAMAGES)
+def test_a_damaged_ivf_dial_is_tuned_again(tmp_path, clustered, damage):
+    cache = tmp_path / "cache"
+    first = prepared(clustered, cache).ivf_dial
+    (path,) = derived.cache_folder(clustered, cache).glob("*dial*.json")
+    original = path.read_bytes()
+    path.write_bytes(damage)
+    assert prepared(clustered, cache).ivf_dial == first
+    assert path.read_bytes() == original
+
+
+def test_an_ivf_index_built_again_is_tuned_again(tmp_path, clustered):
+    cache = tmp_path / "cache"
+    first = prepared(clustered, cache).ivf_dial
+    entry = derived.cache_folder(clustered, cache)
+    (dial_file,) = entry.glob("*dial*.json")
+    dial_file.write_text('{"nprobe": 55, "candidates": 1600, "recall": 1.0}')  # valid, but not what was tuned
+    (index_file,) = entry.glob("ivf-*.faiss")
+    truncate(index_file)
+    assert prepared(clustered, cache).ivf_dial == first
 
 
 # ---------------------------------------------------------------------------- the default cache folder
