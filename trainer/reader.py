@@ -28,6 +28,11 @@ def compression(path: Path) -> str:
     return {".gz": "gzip", ".bz2": "bzip2"}.get(path.suffix.lower(), "plain")
 
 
+def form_suffix(path: Path) -> str:
+    """The suffix that tells text from binary: ".bin" for both vectors.bin and vectors.bin.gz."""
+    return Path(path.stem).suffix if compression(path) != "plain" else path.suffix
+
+
 @contextmanager
 def compressing(out: IO[bytes], name: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """`out`, an open binary file, compressed as `name`'s suffix says (.gz, .bz2; the gzip header without

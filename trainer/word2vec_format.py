@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.artifact import Model, ModelError, ModelWriter, atomic_file, check_replaceable
-from trainer.reader import READ_ERRORS, compressing, read_error
-from trainer.word2vec_read import VectorsFile, form_suffix, open_vectors
+from trainer.reader import READ_ERRORS, compressing, form_suffix, read_error
 
 EXPORT_ROWS = 4096  # rows formatted at a time
 
@@ -55,6 +54,8 @@ def export_counts(model: Model, out: str | os.PathLike) -> Path:
 
 def read_counts(path: str | os.PathLike, unicode_errors: str = "replace") -> dict[str, int]:
     """word -> count from a `-save-vocab` file ("word count" lines; the first of a repeated word counts)."""
+    from trainer.word2vec_read import open_vectors  # here: it compiles the row parsers, which export never needs
+
     path, raw, stream = open_vectors(path, "counts file")
     with raw, stream:
         try:
@@ -88,6 +89,8 @@ def import_word2vec(source: str | os.PathLike, model_dir: str | os.PathLike, *, 
     numbers, a word a model cannot store) raises ModelError naming it, unless `skip_bad_rows`. Word counts
     come from `counts` (a -save-vocab file) when given, else are recorded as 0. `notes` receives one line per
     thing worth telling (invalid UTF-8, duplicates, rows skipped). Nothing is written unless all succeeds."""
+    from trainer.word2vec_read import VectorsFile  # here: it compiles the row parsers, which export never needs
+
     check_replaceable(model_dir)  # before minutes of reading, not after
     known = None if counts is None else read_counts(counts, unicode_errors)
     with VectorsFile(source, binary=binary, header=header, limit=limit) as vectors, \

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from trainer.artifact import ArrayWriter, ModelError
-from trainer.reader import READ_ERRORS, CorpusError, compression, open_stream, progress_bar, read_error
+from trainer.reader import READ_ERRORS, CorpusError, compression, form_suffix, open_stream, progress_bar, read_error
 from trainer.word2vec_rows import BLOCK_BYTES, Block, Layout, Sink, Vectors, binary_blocks, text_blocks
 
 HEAD_BYTES = 1 << 16  # looked at to tell the layout
@@ -136,11 +136,6 @@ def _first_line(path: Path, head: bytes) -> bytes:
     if problem:
         raise ModelError(f"{path}: {problem}")
     return head[:end] if end >= 0 else head
-
-
-def form_suffix(path: Path) -> str:
-    """The suffix that tells text from binary: ".bin" for both vectors.bin and vectors.bin.gz."""
-    return Path(path.stem).suffix if compression(path) != "plain" else path.suffix
 
 
 def _looks_binary(head: bytes, start: int, dim: int) -> bool:

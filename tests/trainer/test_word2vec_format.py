@@ -319,3 +319,20 @@ def test_glove_with_a_limit_reads_only_the_rows_kept(tmp_path, monkeypatch):
     model = artifact.load(tmp_path / "m")
     assert model.words == tuple(w.decode() for w in RAW_WORDS[:3])
     np.testing.assert_array_equal(model.input_vectors, stands_for(RNG_VECTORS[:3], "%f"))
+
+
+def test_export_starts_without_numba(model_dir, tmp_path):
+    """Exporting formats rows in numpy: the command must not pay numba's start (about half a second)."""
+    import subprocess
+    import sys
+    code = f"""if True:
+        import sys
+        from trainer.cli import main
+        assert main(["export", {str(model_dir)!r}, {str(tmp_path / 'v.bin')!r}]) == 0
+        assert "numba" not in sys.modules, "numba was imported"
+        print("ok")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "ok", result.stderr[-2000:]
+    assert list(artifact.load(model_dir).words) == list(KeyedVectors.load_word2vec_format(tmp_path / "v.bin", binary=True)
+                                                  .index_to_key)
