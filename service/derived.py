@@ -88,7 +88,7 @@ def make_plan(model: artifact.Model, settings: Mapping) -> Plan:
     if kind == "ivf" and not (settings["IVF_NPROBE"] and settings["IVF_CANDIDATES"]):
         fixed = "".join(f"-{name}{settings[key]}" for name, key in
                         (("nprobe", "IVF_NPROBE"), ("candidates", "IVF_CANDIDATES")) if settings[key])
-        dial_file = f"{index_file.removesuffix('.faiss')}-dial-recall{settings['IVF_RECALL']:g}{fixed}.json"
+        dial_file = f"{_dial_prefix(index_file)}-recall{settings['IVF_RECALL']!r}{fixed}.json"
     return Plan(kind, index_file, dial_file, similar_k, context_k)
 
 
@@ -147,13 +147,12 @@ def prepare(model: artifact.Model, settings: Mapping, threads: int = 1) -> Deriv
             index.storage, index.own_fields = unit_index, False
     ivf_dial = None
     if plan.kind == "ivf":
-        if "ivf index" in entry.built:  # dials tuned on the index it replaces are of no use
-            for stale in folder.glob(f"{plan.index_file.removesuffix('.faiss')}-dial-*.json"):
-                stale.unlink(missing_ok=True)
         tune = lambda: _tuned_dial(index, unit_index, settings, threads)  # noqa: E731
+        # dials tuned on an index this one replaces are of no use: tuned again, unless they all could go
+        stale_dials = "ivf index" in entry.built and not _remove_dials(folder, plan, entry)
         ivf_dial = (entry.cached("ivf dial", lambda: _read_dial(folder / plan.dial_file, index, settings), tune,
                                  lambda dial: _write_dial(folder / plan.dial_file, dial))
-                    if plan.dial_file else tune())
+                    if plan.dial_file and not stale_dials else tune())
     similar = context = None
     if plan.similar_k:
         specs = _similar_specs(plan.similar_k, model.vocab_size)
@@ -266,13 +265,32 @@ def _checked_table(folder: Path, specs: dict, size: int) -> tuple[np.ndarray, ..
     return loaded
 
 
+def _dial_prefix(index_file: str) -> str:
+    """What the names of an ivf index's dial files begin with."""
+    return f"{index_file.removesuffix('.faiss')}-dial"
+
+
+def _remove_dials(folder: Path, plan: Plan, entry: _Entry) -> bool:
+    """Delete the entry's dial files of plan's ivf index; False when some could not go."""
+    if not entry.writable:
+        return False
+    try:
+        for stale in folder.glob(f"{_dial_prefix(plan.index_file)}-*.json"):
+            stale.unlink(missing_ok=True)
+        return True
+    except OSError as exc:
+        entry.complete = False
+        log.warning("cannot remove the ivf dials of the index replaced (%s): tuning in this process", exc)
+        return False
+
+
 def _tuned_dial(index: faiss.Index, unit_index: faiss.IndexFlatIP, settings: Mapping,
                 threads: int) -> indexes.IvfDial:
     dial = indexes.tune_ivf(index, unit_index, settings["IVF_RECALL"], settings["IVF_NPROBE"],
                             settings["IVF_CANDIDATES"], threads=threads)
     if dial.recall is not None and dial.recall < settings["IVF_RECALL"]:
-        log.warning("ivf: recall@10 %.3f with every list probed and %d candidates, short of IVF_RECALL=%g",
-                    dial.recall, dial.candidates, settings["IVF_RECALL"])
+        log.warning("ivf: recall@10 %.3f with %d of %d lists probed and %d candidates, short of IVF_RECALL=%g",
+                    dial.recall, dial.nprobe, index.nlist, dial.candidates, settings["IVF_RECALL"])
     return dial
 
 
@@ -286,7 +304,7 @@ def _read_dial(path: Path, index: faiss.Index, settings: Mapping) -> indexes.Ivf
     if (type(dial.nprobe) is not int or not 1 <= dial.nprobe <= index.nlist
             or type(dial.candidates) is not int or dial.candidates < 1
             or not (dial.recall is None or type(dial.recall) is float and 0 <= dial.recall <= 1)
-            or settings["IVF_NPROBE"] not in (0, dial.nprobe)
+            or settings["IVF_NPROBE"] and min(settings["IVF_NPROBE"], index.nlist) != dial.nprobe
             or settings["IVF_CANDIDATES"] not in (0, dial.candidates)):
         raise ValueError(f"{path}: an ivf dial out of range or of other settings")
     return dial

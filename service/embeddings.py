@@ -182,7 +182,7 @@ class Embeddings:
 
     def _search(self, query: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[tuple[int, float]]:
         """The k best (row, cosine) for one unit query (N,), `exclude` left out: from the approximate index (IVF:
-        IVF_CANDIDATES candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
+        the model's tuned candidates re-ranked by exact cosine), else from an exact scan of the unit vectors."""
         wanted = min(k + len(exclude), self.vocab_size)
         if self.derived.plan.kind == "ivf":
             indexes.set_candidates(self._searched, self._candidates, wanted)

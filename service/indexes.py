@@ -137,8 +137,10 @@ def refined(ivf: faiss.Index, unit_index: faiss.IndexFlatIP, nprobe: int) -> fai
 
 
 def set_candidates(searched: faiss.IndexRefine, candidates: int, wanted: int) -> None:
-    """Re-rank `candidates` PQ candidates (at least `wanted`) in the next searches for `wanted` results."""
-    searched.k_factor = max(1.0, candidates / wanted)
+    """Re-rank `candidates` PQ candidates in the next searches for `wanted` results, the dial being tuned
+    for TUNE_K + 1 of them: for more, as many times more (at k = 100, 9x), so that deeper lists keep the
+    headroom the tuning measured, and never fewer than `wanted`."""
+    searched.k_factor = max(1.0, candidates / min(wanted, TUNE_K + 1))
 
 
 def query_cost(nprobe: int, candidates: int, ivf: faiss.Index) -> float:
@@ -153,6 +155,7 @@ def tune_ivf(ivf: faiss.Index, unit_index: faiss.IndexFlatIP, target: float, npr
     against the exact search reaches `target` on `sample` of the model's words (seeded; zero vectors left
     out). Recall grows with both, so the walk along the frontier measures few pairs. When no pair reaches
     the target, the largest: recall then says how far it fell short."""
+    nprobe = min(nprobe, ivf.nlist)  # FAISS probes at most every list
     probes = [nprobe] if nprobe else [p for p in PROBE_STEPS if p < ivf.nlist] + [ivf.nlist]
     ladder = [candidates] if candidates else list(CANDIDATE_STEPS)
     if nprobe and candidates:

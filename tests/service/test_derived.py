@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,6 +214,23 @@ def test_the_ivf_dial_is_the_cheapest_that_reaches_the_recall_asked(tmp_path, cl
                                           "candidates": dial.candidates, "tuned_recall": dial.recall}
 
 
+def test_deeper_ivf_lists_re_rank_more_candidates(tmp_path, clustered):
+    """Candidates are counted for k = 10, as the dial is tuned; at k = 50 five times as many are re-ranked.
+    (Every list probed here: at k = 50 the 12 lists tuned for k = 10 hold only about 0.91 of the 50.)"""
+    config = {"MODEL_DIR": clustered.path, "CACHE_DIR": tmp_path / "cache"}
+    fixed = {**IVF, "IVF_NPROBE": 55, "IVF_CANDIDATES": 50}
+    derived.prepare(clustered, settings.load({**config, **fixed}))
+    served = Embeddings(clustered, derived.open_prepared(clustered, settings.load({**config, **fixed})))
+    exact = Embeddings(clustered, derived.prepare(clustered, settings.load({**config, "INDEX": "flat",
+                                                                            "TABLES_MAX_COST": 0})))
+    words = clustered.words[::10]
+    for k in (10, 50):
+        recall = np.mean([len({w for w, _ in exact.similar(word, k)} & {w for w, _ in served.similar(word, k)})
+                          for word in words]) / k
+        print(f"every list probed, 50 candidates for k = 10: recall@{k} over {len(words)} words {recall:.4f}")
+        assert recall >= 0.98
+
+
 def test_an_ivf_setting_given_is_kept_and_the_other_tuned(tmp_path, clustered):
     cache = tmp_path / "cache"
     dial = prepared(clustered, cache, IVF_NPROBE=3).ivf_dial
@@ -222,6 +240,26 @@ def test_an_ivf_setting_given_is_kept_and_the_other_tuned(tmp_path, clustered):
     both = prepared(clustered, cache, IVF_NPROBE=5, IVF_CANDIDATES=70).ivf_dial
     assert both == indexes.IvfDial(5, 70, None)
     assert len(list(entry.glob("*dial*"))) == 1  # nothing to tune, nothing kept
+
+
+def test_more_probes_asked_than_lists_probe_every_list(tmp_path, clustered):
+    cache = tmp_path / "cache"
+    first = prepared(clustered, cache, IVF_NPROBE=64)
+    assert first.ivf_dial.nprobe == first.index.nlist == 55
+    (path,) = derived.cache_folder(clustered, cache).glob("*dial*.json")
+    written = path.stat().st_mtime_ns
+    again = prepared(clustered, cache, IVF_NPROBE=64)  # the dial kept is read back, not refused
+    assert again.ivf_dial == first.ivf_dial and path.stat().st_mtime_ns == written
+    both = prepared(clustered, cache, IVF_NPROBE=64, IVF_CANDIDATES=70).ivf_dial
+    assert both == indexes.IvfDial(55, 70, None)
+
+
+def test_a_dial_of_other_settings_is_tuned_again(tmp_path, clustered):
+    cache = tmp_path / "cache"
+    first = prepared(clustered, cache, IVF_NPROBE=3).ivf_dial
+    (path,) = derived.cache_folder(clustered, cache).glob("*dial*.json")
+    path.write_text('{"nprobe": 4, "candidates": 50, "recall": 0.99}')  # not the nprobe asked
+    assert prepared(clustered, cache, IVF_NPROBE=3).ivf_dial == first
 
 
 DIAL_DAMAGES = {
@@ -255,6 +293,24 @@ def test_an_ivf_index_built_again_is_tuned_again(tmp_path, clustered):
     dial_file.write_text('{"nprobe": 55, "candidates": 1600, "recall": 1.0}')  # valid, but not what was tuned
     (index_file,) = entry.glob("ivf-*.faiss")
     truncate(index_file)
+    assert prepared(clustered, cache).ivf_dial == first
+
+
+def test_stale_dials_that_cannot_be_removed_are_not_read(tmp_path, clustered, monkeypatch):
+    cache = tmp_path / "cache"
+    first = prepared(clustered, cache).ivf_dial
+    entry = derived.cache_folder(clustered, cache)
+    (dial_file,) = entry.glob("*dial*.json")
+    dial_file.write_text('{"nprobe": 55, "candidates": 1600, "recall": 1.0}')  # valid, but not what was tuned
+    (index_file,) = entry.glob("ivf-*.faiss")
+    truncate(index_file)
+    unlink = Path.unlink
+
+    def refusing(path, missing_ok=False):
+        if "-dial-" in path.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, missing_ok=missing_ok)
+    monkeypatch.setattr(Path, "unlink", refusing)
     assert prepared(clustered, cache).ivf_dial == first
 
 
