@@ -285,18 +285,8 @@ def test_a_damaged_ivf_dial_is_tuned_again(tmp_path, clustered, damage):
     assert path.read_bytes() == original
 
 
-def test_an_ivf_index_built_again_is_tuned_again(tmp_path, clustered):
-    cache = tmp_path / "cache"
-    first = prepared(clustered, cache).ivf_dial
-    entry = derived.cache_folder(clustered, cache)
-    (dial_file,) = entry.glob("*dial*.json")
-    dial_file.write_text('{"nprobe": 55, "candidates": 1600, "recall": 1.0}')  # valid, but not what was tuned
-    (index_file,) = entry.glob("ivf-*.faiss")
-    truncate(index_file)
-    assert prepared(clustered, cache).ivf_dial == first
-
-
-def test_stale_dials_that_cannot_be_removed_are_not_read(tmp_path, clustered, monkeypatch):
+@pytest.mark.parametrize("removable", [True, False], ids=["stale dials removed", "stale dials left"])
+def test_an_ivf_index_built_again_is_tuned_again(tmp_path, clustered, monkeypatch, removable):
     cache = tmp_path / "cache"
     first = prepared(clustered, cache).ivf_dial
     entry = derived.cache_folder(clustered, cache)
@@ -306,11 +296,12 @@ def test_stale_dials_that_cannot_be_removed_are_not_read(tmp_path, clustered, mo
     truncate(index_file)
     unlink = Path.unlink
 
-    def refusing(path, missing_ok=False):
+    def refusing(path, missing_ok=False):  # a dial that cannot be removed is not read either
         if "-dial-" in path.name:
             raise PermissionError(13, "Permission denied", str(path))
         unlink(path, missing_ok=missing_ok)
-    monkeypatch.setattr(Path, "unlink", refusing)
+    if not removable:
+        monkeypatch.setattr(Path, "unlink", refusing)
     assert prepared(clustered, cache).ivf_dial == first
 
 
