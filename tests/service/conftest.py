@@ -208,7 +208,7 @@ class Gunicorn:
 
     def stop(self) -> int:
         self.process.terminate()
-        return self.process.wait(timeout=30)
+        return self.process.wait(timeout=45)  # beyond graceful_timeout (30 s), after which gunicorn kills workers
 
 
 @pytest.fixture(scope="session")

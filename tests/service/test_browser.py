@@ -3,6 +3,7 @@ against real gunicorn serving a model built with planted neighbours and a plante
 compared with the JSON the endpoints answer; the browser's console must stay free of errors."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -84,16 +85,17 @@ def serving(running: Gunicorn):
     assert running.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and chromedriver):
+@contextlib.contextmanager
+def chromium():
+    """Headless chromium under chromedriver, quit on leaving."""
+    chromium_path, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium_path and chromedriver):
         message = "Debian's chromium and chromium-driver are not installed (`make test` installs them)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = chromium_path
     # --no-sandbox: chromium refuses to run as root with its sandbox; the pages are the project's own.
     for argument in ("--headless", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
                      "--lang=en-US"):
@@ -101,8 +103,25 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(chromedriver))
     driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# Each browser depends on the server it talks to, so it quits (closing its idle connections) before that
+# server stops: a sync worker holding a browser's idle connection only stops when gunicorn's
+# graceful_timeout kills it.
+@pytest.fixture(scope="module")
+def browser(served):
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def keyed_browser(keyed_imported):
+    with chromium() as driver:
+        yield driver
 
 
 class Page:
@@ -331,8 +350,8 @@ def test_the_page_reads_at_200_percent_zoom(page, tmp_path):
     page.console()
 
 
-def test_with_an_api_key_the_page_asks_for_it_once(browser, keyed_imported):
-    page = Page(browser, keyed_imported.base, key=KEY)
+def test_with_an_api_key_the_page_asks_for_it_once(keyed_browser, keyed_imported):
+    page = Page(keyed_browser, keyed_imported.base, key=KEY)
     page.open("/?word=king")
     assert "imported vectors" in page.text("#facts")  # /readyz needs no key
     page.settle(lambda: page.shown("#keyform"), True)
