@@ -36,6 +36,8 @@ def _reference_context_side_step(target, contexts, w_in, w_out, alpha, negatives
     ([1, 2, 2, 4], [5, 5, 7]),             # a repeated context word and a negative drawn twice
     ([1, 2, 3], [0, 9, 10]),               # a negative equal to the positive (centre) word
     ([0, 2, 3], [4, 9, 10]),               # the centre word among its own contexts
+    ([1, 2, 3, 4, 5, 6], [7]),             # inputs past a pass of four; two outputs, fewer than a pass of three
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [11, 1, 2, 3, 4, 5, 6, 7]),  # the widest window: passes and remainders
 ])
 def test_sgns_update_equals_reference(contexts, negatives):
     w_in, w_out = _params()
@@ -44,18 +46,44 @@ def test_sgns_update_equals_reference(contexts, negatives):
                                                            np.array(negatives))
     ctx = np.array(contexts + [0, 0], dtype=np.int32)  # padding past n_contexts must be ignored
     neg = np.array(negatives, dtype=np.int32)
-    coef = np.empty((len(ctx), len(neg) + 1), np.float32)
-    got = kernels.sgns_update(target, ctx, len(contexts), neg, w_in, w_out, np.float32(alpha), coef,
+    scores = np.full((4, len(ctx) * (len(neg) + 1)), np.nan, np.float32)
+    got = kernels.sgns_update(target, ctx, len(contexts), neg, w_in, w_out, np.float32(alpha), scores,
                               np.empty((len(neg) + 1, w_in.shape[1]), np.float32))
     assert got == pytest.approx(loss, rel=1e-5)
     np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
 
 
+def test_sigmoids_are_within_a_few_ulp_of_the_exact_values_for_any_score():
+    """The vectorised exp (Cephes' expf) against float64 numpy: e = exp(-|y|) within 4 ulp where it is a
+    normal float32, s(y) and the step sign * alpha * s(-y) to float32 precision, and nothing but finite
+    values in [0, 1] however large |x| is."""
+    x = np.concatenate([np.linspace(-87.0, 87.0, 400_001), [0.0, -0.0, 1e-30, 200.0, -1e4, 3e38, -3e38]])
+    x = x.astype(np.float32)
+    for sign in (1.0, -1.0):
+        scores = np.zeros((4, len(x) + 3), np.float32)
+        scores[0, 2:-1] = x
+        scores[:, [0, 1, -1]] = 7.0  # outside lo..hi: left alone
+        kernels.sigmoids(scores, 2, len(x) + 2, np.float32(sign), np.float32(0.25))
+        y = sign * x.astype(np.float64)
+        e, factor, step = scores[1, 2:-1], scores[2, 2:-1], scores[3, 2:-1]
+        normal = np.abs(y) <= 87.0
+        want_e = np.exp(-np.abs(y[normal])).astype(np.float32)
+        assert np.abs(e[normal].view(np.int32).astype(np.int64) - want_e.view(np.int32)).max() <= 4
+        assert np.all((e[~normal] >= 0.0) & (e[~normal] < 2e-38))
+        with np.errstate(over="ignore"):
+            want_factor, want_step = 1.0 / (1.0 + np.exp(-y)), sign * 0.25 / (1.0 + np.exp(y))
+        np.testing.assert_allclose(factor, want_factor, rtol=6e-7, atol=2e-38)
+        np.testing.assert_allclose(step, want_step, rtol=6e-7, atol=2e-38)
+        assert np.all(np.isfinite(scores)) and np.all((factor >= 0.0) & (factor <= 1.0))
+        assert np.all(scores[:, [0, 1, -1]] == 7.0)
+
+
+@pytest.mark.parametrize("n_contexts", [1, 3])
 @pytest.mark.parametrize("score", [12.0, 30.0, 80.0, 120.0])
-def test_sgns_update_loss_is_exact_when_every_factor_is_tiny(score):
-    """Many negatives that all score high and a positive that scores low: the likelihood of a context word
-    is a product of K + 1 tiny factors (far below float64's range for K = 40), yet the loss is its sum of
+def test_sgns_update_loss_is_exact_when_every_factor_is_tiny(score, n_contexts):
+    """Many negatives that all score high and a positive that scores low: the likelihood of a window is a
+    product of m (K + 1) tiny factors (far below float64's range for K = 40), yet the loss is its sum of
     -log s terms, without overflow or underflow, and the step is the reference's."""
     n_neg, target = 40, 0
     w_in = np.zeros((n_neg + 2, 1), np.float32)
@@ -65,11 +93,13 @@ def test_sgns_update_loss_is_exact_when_every_factor_is_tiny(score):
     w_out[2:] = score
     negatives = np.arange(2, n_neg + 2, dtype=np.int32)
     alpha = 1e-4
-    loss, want_in, want_out = _reference_context_side_step(target, [1], w_in, w_out, alpha, negatives)
-    got = kernels.sgns_update(target, np.array([1], np.int32), 1, negatives, w_in, w_out, np.float32(alpha),
-                              np.empty((1, n_neg + 1), np.float32), np.empty((n_neg + 1, 1), np.float32))
+    contexts = [1] * n_contexts  # the window's likelihood is a product of n_contexts (K + 1) tiny factors
+    loss, want_in, want_out = _reference_context_side_step(target, contexts, w_in, w_out, alpha, negatives)
+    got = kernels.sgns_update(target, np.array(contexts, np.int32), n_contexts, negatives, w_in, w_out,
+                              np.float32(alpha), np.empty((4, n_contexts * (n_neg + 1)), np.float32),
+                              np.empty((n_neg + 1, 1), np.float32))
     assert np.isfinite(got) and got == pytest.approx(loss, rel=1e-5)
-    assert loss == pytest.approx((n_neg + 1) * score, rel=1e-3)
+    assert loss == pytest.approx(n_contexts * (n_neg + 1) * score, rel=1e-3)
     np.testing.assert_allclose(w_in, want_in, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(w_out, want_out, rtol=1e-5, atol=1e-6)
 
@@ -258,9 +288,9 @@ def test_a_job_interpolates_its_learning_rate_sentence_by_sentence(objective):
             if len(contexts) == 0:
                 continue
             if objective == "negative-sampling":
-                coef = np.empty((len(contexts), 3), np.float32)
+                scores = np.empty((4, len(contexts) * 3), np.float32)
                 kernels.sgns_update(sentence[i], contexts, len(contexts), np.zeros(2, np.int32), want_in,
-                                    want_out, np.float32(alpha), coef, np.empty((3, 5), np.float32))
+                                    want_out, np.float32(alpha), scores, np.empty((3, 5), np.float32))
             else:
                 kernels.naive_softmax_update(sentence[i], contexts, len(contexts), want_in, want_out, alpha,
                                              np.empty(8), np.empty(5, np.float32))
