@@ -98,12 +98,18 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 WRK := command -v wrk >/dev/null || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y --no-install-recommends wrk=$(WRK_VERSION); }
 
-# The headless browser of the explorer page's tests (tests/service/test_browser.py), from Debian
-# (bookworm-security) likewise: chromium and the chromedriver that selenium drives, of one version.
-CHROMIUM_VERSION := 156.0.8078.114-1~deb12u1
+# The headless browser of the explorer page's tests (tests/service/test_browser.py), from Debian likewise:
+# chromium and the chromedriver that selenium drives, of one version. bookworm-security keeps only its
+# latest chromium, so its pin goes stale at each security release (156.0.8078.114 did): then the pin of
+# bookworm's own pocket, which changes only at a point release, is installed instead.
+CHROMIUM_VERSION := 156.0.8078.129-1~deb12u1
+CHROMIUM_RELEASE_VERSION := 150.0.7871.100-1~deb12u1
+CHROMIUM_INSTALL = $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium=$(1) chromium-common=$(1) chromium-driver=$(1)
 CHROMIUM := { command -v chromium && command -v chromedriver; } >/dev/null || { $(SUDO) apt-get update && \
-		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		chromium=$(CHROMIUM_VERSION) chromium-driver=$(CHROMIUM_VERSION); }
+		{ $(call CHROMIUM_INSTALL,$(CHROMIUM_VERSION)) || \
+		  { echo "chromium $(CHROMIUM_VERSION) is gone from bookworm-security; installing bookworm's $(CHROMIUM_RELEASE_VERSION)" && \
+		    $(call CHROMIUM_INSTALL,$(CHROMIUM_RELEASE_VERSION)); }; }; }
 
 bench-serve: $(VENV)/.bench
 	$(WRK)
