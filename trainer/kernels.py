@@ -160,10 +160,25 @@ def sgns_update(target, contexts, n_contexts, negatives, w_in, w_out, alpha, sco
     """
     n_neg = negatives.shape[0]
     n_out, m, dim = n_neg + 1, n_contexts, w_in.shape[1]
-    for j in range(m):
+    for j in range(m):  # the scores, from the parameters as they were; four negatives a pass
         v = w_in[contexts[j]]
-        for k in range(n_out):
-            scores[0, _slot(j, k, m, n_neg)] = _dot(w_out[_output_row(k, target, negatives)], v)
+        scores[0, j] = _dot(w_out[target], v)
+        k = 0
+        while k + 4 <= n_neg:
+            u0, u1 = w_out[negatives[k]], w_out[negatives[k + 1]]
+            u2, u3 = w_out[negatives[k + 2]], w_out[negatives[k + 3]]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for i in range(dim):
+                s0 += u0[i] * v[i]
+                s1 += u1[i] * v[i]
+                s2 += u2[i] * v[i]
+                s3 += u3[i] * v[i]
+            q = _slot(j, k + 1, m, n_neg)
+            scores[0, q], scores[0, q + 1], scores[0, q + 2], scores[0, q + 3] = s0, s1, s2, s3
+            k += 4
+        while k < n_neg:
+            scores[0, _slot(j, k + 1, m, n_neg)] = _dot(w_out[negatives[k]], v)
+            k += 1
     sigmoids(scores, 0, m, np.float32(1.0), alpha)
     sigmoids(scores, m, m * n_out, np.float32(-1.0), alpha)
     loss, likelihood = 0.0, 1.0  # the window's: prod_j s(u_t . v_oj) prod_k s(-u_k . v_oj)
