@@ -108,7 +108,7 @@ CHROMIUM_INSTALL = $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --n
 		chromium=$(1) chromium-common=$(1) chromium-driver=$(1)
 CHROMIUM := { command -v chromium && command -v chromedriver; } >/dev/null || { $(SUDO) apt-get update && \
 		{ $(call CHROMIUM_INSTALL,$(CHROMIUM_VERSION)) || \
-		  { echo "chromium $(CHROMIUM_VERSION) is gone from bookworm-security; installing bookworm's $(CHROMIUM_RELEASE_VERSION)" && \
+		  { echo "chromium $(CHROMIUM_VERSION) did not install (bookworm-security keeps only its latest); installing bookworm's $(CHROMIUM_RELEASE_VERSION)" && \
 		    $(call CHROMIUM_INSTALL,$(CHROMIUM_RELEASE_VERSION)); }; }; }
 
 bench-serve: $(VENV)/.bench

@@ -115,8 +115,9 @@ TINY = 1e-30  # a likelihood below this is moved into the loss as its log, so th
 def _times_factor(likelihood, factor, y, e):
     """(likelihood * factor, -log of what it could not hold) in float64, for the factor s(y) (float32) with
     e = exp(-|y|): a window's loss is the log of the product of its m (K + 1) factors (a few logs when it
-    underflows), rather than one log1p per factor. A factor below TINY (y < -69) is kept as its log; a product that falls below TINY is
-    moved into the loss, so that the next factor (at least TINY) cannot make it underflow, whatever K is."""
+    underflows), rather than one log1p per factor. A factor below TINY (y < -69) is kept as its log; a
+    product that falls below TINY is moved into the loss, so that the next factor (at least TINY) cannot
+    make it underflow, whatever K is."""
     if factor <= TINY:
         return likelihood, math.log1p(np.float64(e)) - np.float64(y)
     product = likelihood * np.float64(factor)
